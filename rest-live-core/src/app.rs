@@ -1,0 +1,259 @@
+//! The application: configuration, registry, store, hub and feed wired together by [`AppBuilder`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_migrations::EmbeddedMigrations;
+use tokio::task::JoinHandle;
+
+use crate::auth::Principal;
+use crate::binding::{Binding, Bound};
+use crate::changelog;
+use crate::connection::{Connection, Outgoing};
+use crate::error::{ApiError, Error};
+use crate::http::{self, HttpRequest, HttpResponse};
+use crate::hub::Hub;
+use crate::registry::Registry;
+use crate::resource::Resource;
+use crate::store::{DatabaseUrl, Store, Tx};
+
+/// Settings, each with a default. Every limit is here: nothing is unbounded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    /// Connections in the pool.
+    pub pool_size: u32,
+    /// HTTP API prefix.
+    pub http_prefix: String,
+    /// WebSocket endpoint path.
+    pub ws_path: String,
+    /// `list` page size when the client gives none.
+    pub default_page_size: i64,
+    /// Largest `list` page; larger requests are clamped to it.
+    pub max_page_size: i64,
+    /// Largest WebSocket frame accepted; larger ones close the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// Largest HTTP request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Frames queued for one connection before it is closed with 4008.
+    pub outgoing_queue: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// How often the feed polls the change log for commits of other processes.
+    pub poll_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://rest-live.db".into(),
+            pool_size: 8,
+            http_prefix: "/api".into(),
+            ws_path: "/ws".into(),
+            default_page_size: 25,
+            max_page_size: 1000,
+            max_frame_bytes: 1 << 20,
+            max_body_bytes: 1 << 20,
+            outgoing_queue: 1024,
+            max_subscriptions: 1000,
+            poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Config {
+    /// Validates and fills in `list` paging.
+    pub fn page(&self, limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+        let limit = match limit {
+            None => self.default_page_size,
+            Some(l) if l < 1 => {
+                return Err(ApiError::bad_request("\"limit\": must be at least 1."));
+            }
+            Some(l) => l.min(self.max_page_size),
+        };
+        let offset = match offset {
+            None => 0,
+            Some(o) if o < 0 => {
+                return Err(ApiError::bad_request("\"offset\": must not be negative."));
+            }
+            Some(o) => o,
+        };
+        Ok((limit, offset))
+    }
+}
+
+/// A running rest-live application. Cheap to clone; every clone is the same application.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+struct AppInner {
+    config: Config,
+    registry: Registry,
+    store: Store,
+    hub: Arc<Hub>,
+    feed: JoinHandle<()>,
+}
+
+impl Drop for AppInner {
+    fn drop(&mut self) {
+        self.feed.abort();
+    }
+}
+
+impl App {
+    pub fn builder() -> AppBuilder {
+        AppBuilder::default()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Opens a WebSocket connection's state for `principal`.
+    pub fn connect(&self, principal: Principal) -> (Connection, Outgoing) {
+        Connection::open(self.clone(), principal)
+    }
+
+    /// Answers one HTTP API request.
+    pub async fn http(&self, principal: &Principal, request: HttpRequest) -> HttpResponse {
+        http::handle(self, principal, request).await
+    }
+
+    /// Runs `f` in one write transaction: its writes commit together and their events go out
+    /// after the commit, in order; an error rolls all of them back and sends nothing.
+    ///
+    /// ```no_run
+    /// # async fn demo(app: rest_live_core::App) -> Result<(), rest_live_core::ApiError> {
+    /// app.transaction(|tx| {
+    ///     // tx.create(…)?; tx.update(…)?; tx.delete(…)?;
+    ///     Ok(())
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
+        self.inner.store.write(f).await
+    }
+}
+
+/// Builds an [`App`]: `App::builder().database_url("sqlite://todo.db").build().await?`.
+#[derive(Default)]
+pub struct AppBuilder {
+    config: Config,
+    sqlite_migrations: Vec<EmbeddedMigrations>,
+    explicit: Vec<&'static dyn Binding>,
+    expected: Vec<String>,
+}
+
+impl AppBuilder {
+    /// `sqlite://path.db` (created if missing) or `sqlite::memory:`.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.config.database_url = url.into();
+        self
+    }
+
+    /// The application's migrations for SQLite, applied after rest-live's own at start-up.
+    pub fn sqlite_migrations(mut self, migrations: EmbeddedMigrations) -> Self {
+        self.sqlite_migrations.push(migrations);
+        self
+    }
+
+    /// Registers a resource explicitly. Registrations are normally collected automatically; this is
+    /// the remedy when they vanish because the binary never names the crate that declares them.
+    pub fn register<R: Resource>(mut self) -> Self {
+        self.explicit.push(&Bound::<R>::INSTANCE);
+        self
+    }
+
+    /// Fails start-up unless each of these streams is registered.
+    pub fn expect_streams<I, S>(mut self, streams: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.expected.extend(streams.into_iter().map(Into::into));
+        self
+    }
+
+    /// Replaces the whole configuration (the database URL included).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adjusts the configuration in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Collects the registry, opens the database, runs migrations and starts the feed.
+    pub async fn build(self) -> Result<App, Error> {
+        let registry = Registry::collect(&self.explicit)?;
+        let missing: Vec<&str> = self
+            .expected
+            .iter()
+            .map(String::as_str)
+            .filter(|s| registry.get(s).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Registry(format!(
+                "expected streams not registered: {} (is the crate declaring them linked? see rest_live::registry)",
+                missing.join(", ")
+            )));
+        }
+        let url = DatabaseUrl::parse(&self.config.database_url)?;
+        let store = Store::open(
+            &url,
+            self.config.pool_size,
+            self.sqlite_migrations,
+            registry.streams(),
+        )
+        .await?;
+        let (last_id, seqs) = store
+            .read(|c| Ok(changelog::heads(c)?))
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        let hub = Arc::new(Hub::new(registry.streams().into_iter().map(|s| {
+            let seq = seqs
+                .iter()
+                .find(|(name, _)| name == s)
+                .map_or(0, |(_, seq)| *seq);
+            (s, seq)
+        })));
+        let feed = crate::feed::spawn(
+            store.clone(),
+            hub.clone(),
+            last_id,
+            self.config.poll_interval,
+        );
+        tracing::info!(streams = ?registry.streams(), "rest-live application ready");
+        Ok(App {
+            inner: Arc::new(AppInner {
+                config: self.config,
+                registry,
+                store,
+                hub,
+                feed,
+            }),
+        })
+    }
+}

@@ -1,0 +1,174 @@
+//! The type-erased view of a resource that the runtime routes to: JSON in, JSON out. One generic
+//! implementation ([`Bound`]) over the macro-generated [`Resource`] impl serves every struct.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::protocol::to_raw;
+use crate::resource::{Resource, ResourceMeta};
+use crate::store::{AnyConn, FilterValue, Tx, parse_filters};
+
+/// A client-supplied value: JSON (WebSocket, bodies) or text (URL path and query string).
+#[derive(Debug, Clone)]
+pub enum Input {
+    Json(Value),
+    Text(String),
+}
+
+impl Input {
+    fn as_filter(&self) -> FilterValue<'_> {
+        match self {
+            Input::Json(v) => FilterValue::Json(v),
+            Input::Text(t) => FilterValue::Text(t),
+        }
+    }
+}
+
+/// One page of `list`.
+#[derive(Serialize)]
+struct Page<R> {
+    count: i64,
+    results: Vec<R>,
+    limit: i64,
+    offset: i64,
+}
+
+/// A stored object as a reply carries it.
+pub struct Written {
+    /// The primary key as it appears in a URL (`7`, or `abc` for a string key).
+    pub pk_path: String,
+    pub data: Box<RawValue>,
+}
+
+/// Object-safe operations on one resource. Implemented once, generically, by [`Bound`].
+pub trait Binding: Send + Sync + 'static {
+    fn meta(&self) -> &'static ResourceMeta;
+    fn type_id(&self) -> TypeId;
+    /// Canonical JSON of a pk (the key of instance subscriptions); 400 if it has the wrong type.
+    fn canonical_pk(&self, pk: &Input) -> Result<String, ApiError>;
+    /// Canonical JSON of a group value; `None` if `key` is not a group key.
+    fn canonical_group(&self, key: &str, value: &Value) -> Option<Result<String, ApiError>>;
+    fn list(
+        &self,
+        conn: AnyConn<'_>,
+        filters: &[(String, Input)],
+        limit: i64,
+        offset: i64,
+    ) -> Result<Box<RawValue>, ApiError>;
+    fn retrieve(&self, conn: AnyConn<'_>, pk: &Input) -> Result<Box<RawValue>, ApiError>;
+    fn create(&self, tx: &mut Tx<'_>, data: &Map<String, Value>) -> Result<Written, ApiError>;
+    fn update(
+        &self,
+        tx: &mut Tx<'_>,
+        pk: &Input,
+        data: &Map<String, Value>,
+        partial: bool,
+    ) -> Result<Written, ApiError>;
+    fn delete(&self, tx: &mut Tx<'_>, pk: &Input) -> Result<(), ApiError>;
+}
+
+/// The [`Binding`] of resource `R`; generated code registers `&Bound::<R>::INSTANCE`.
+pub struct Bound<R>(PhantomData<fn() -> R>);
+
+impl<R> Bound<R> {
+    pub const INSTANCE: Self = Bound(PhantomData);
+}
+
+fn parse_pk<R: Resource>(pk: &Input) -> Result<R::Pk, ApiError> {
+    let invalid = |e: String| ApiError::bad_request(format!("Invalid pk: {e}"));
+    match pk {
+        Input::Json(v) => R::parse_pk(v).map_err(invalid),
+        Input::Text(t) => R::parse_pk(&Value::String(t.clone())).or_else(|e| {
+            serde_json::from_str::<Value>(t)
+                .ok()
+                .and_then(|v| R::parse_pk(&v).ok())
+                .ok_or_else(|| invalid(e))
+        }),
+    }
+}
+
+fn written<R: Resource>(row: &R) -> Result<Written, ApiError> {
+    let pk_path = match serde_json::to_value(row.pk()).map_err(ApiError::internal)? {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    Ok(Written {
+        pk_path,
+        data: to_raw(row)?,
+    })
+}
+
+impl<R: Resource> Binding for Bound<R> {
+    fn meta(&self) -> &'static ResourceMeta {
+        R::META
+    }
+
+    fn type_id(&self) -> TypeId {
+        TypeId::of::<R>()
+    }
+
+    fn canonical_pk(&self, pk: &Input) -> Result<String, ApiError> {
+        let pk = parse_pk::<R>(pk)?;
+        serde_json::to_string(&pk).map_err(ApiError::internal)
+    }
+
+    fn canonical_group(&self, key: &str, value: &Value) -> Option<Result<String, ApiError>> {
+        R::parse_group_value(key, value).map(|r| {
+            r.map_err(|e| ApiError::bad_request(format!("Invalid value for group key {key}: {e}")))
+        })
+    }
+
+    fn list(
+        &self,
+        conn: AnyConn<'_>,
+        filters: &[(String, Input)],
+        limit: i64,
+        offset: i64,
+    ) -> Result<Box<RawValue>, ApiError> {
+        let filters =
+            parse_filters::<R>(filters.iter().map(|(k, v)| (k.as_str(), v.as_filter())))?;
+        let (count, results) = R::db_list(conn, &filters, Some(limit), offset)?;
+        to_raw(&Page {
+            count,
+            results,
+            limit,
+            offset,
+        })
+    }
+
+    fn retrieve(&self, conn: AnyConn<'_>, pk: &Input) -> Result<Box<RawValue>, ApiError> {
+        let pk = parse_pk::<R>(pk)?;
+        let row = R::db_get(conn, &pk)?.ok_or(ApiError::NotFound)?;
+        to_raw(&row)
+    }
+
+    fn create(&self, tx: &mut Tx<'_>, data: &Map<String, Value>) -> Result<Written, ApiError> {
+        let row = R::from_input(data)?;
+        written(&tx.create(row)?)
+    }
+
+    fn update(
+        &self,
+        tx: &mut Tx<'_>,
+        pk: &Input,
+        data: &Map<String, Value>,
+        partial: bool,
+    ) -> Result<Written, ApiError> {
+        let pk = parse_pk::<R>(pk)?;
+        let old: R = tx.get::<R>(&pk)?.ok_or(ApiError::NotFound)?;
+        let mut new = old.clone();
+        new.apply_input(data, partial)?;
+        written(&tx.update(&old, new)?)
+    }
+
+    fn delete(&self, tx: &mut Tx<'_>, pk: &Input) -> Result<(), ApiError> {
+        let pk = parse_pk::<R>(pk)?;
+        let row: R = tx.get::<R>(&pk)?.ok_or(ApiError::NotFound)?;
+        tx.delete(row)
+    }
+}

@@ -1,0 +1,181 @@
+//! The change log (outbox): one row per write, appended in the writing transaction, with a sequence
+//! number strictly increasing per stream. It is the single source of events.
+//!
+//! Why seq follows commit order: a writer takes `seq` by incrementing its stream's counter row in
+//! `rest_live_streams`, which locks that row until the transaction ends. A second writer of the same
+//! stream waits there, so a larger `seq` of a stream always commits after a smaller one. On SQLite
+//! all writers are serialized anyway, so `id` (global) also follows commit order.
+
+use diesel::prelude::*;
+
+use crate::store::AnyConn;
+
+diesel::table! {
+    rest_live_streams (stream) {
+        stream -> Text,
+        last_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    rest_live_changes (id) {
+        id -> BigInt,
+        stream -> Text,
+        seq -> BigInt,
+        action -> Text,
+        pk -> Text,
+        old_groups -> Nullable<Text>,
+        new_groups -> Nullable<Text>,
+        row -> Text,
+        committed_at -> BigInt,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeAction {
+    Create,
+    Update,
+    Delete,
+}
+
+impl ChangeAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Delete => "delete",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "create" => Some(Self::Create),
+            "update" => Some(Self::Update),
+            "delete" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+}
+
+/// A change about to be appended.
+pub struct NewChange {
+    pub stream: &'static str,
+    pub action: ChangeAction,
+    /// The primary key as JSON.
+    pub pk: String,
+    /// Group-key values before the change (`{"list_id": 1}`), for updates and deletes.
+    pub old_groups: Option<String>,
+    /// Group-key values after the change, for creates and updates.
+    pub new_groups: Option<String>,
+    /// The row as JSON: the new row, or for a delete the row as it was.
+    pub row: String,
+    pub committed_at: i64,
+}
+
+/// A committed change, read back from the log.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub id: i64,
+    pub stream: String,
+    pub seq: i64,
+    pub action: ChangeAction,
+    pub pk: String,
+    pub old_groups: Option<String>,
+    pub new_groups: Option<String>,
+    pub row: String,
+    pub committed_at: i64,
+}
+
+type ChangeRow = (
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+);
+
+fn from_row(r: ChangeRow) -> Option<Change> {
+    Some(Change {
+        id: r.0,
+        stream: r.1,
+        seq: r.2,
+        action: ChangeAction::parse(&r.3)?,
+        pk: r.4,
+        old_groups: r.5,
+        new_groups: r.6,
+        row: r.7,
+        committed_at: r.8,
+    })
+}
+
+/// Creates the counter row of each stream that has none.
+pub fn ensure_streams(mut conn: AnyConn<'_>, streams: &[&str]) -> QueryResult<()> {
+    use rest_live_streams::dsl;
+    for name in streams {
+        match conn.reborrow() {
+            AnyConn::Sqlite(c) => {
+                diesel::insert_or_ignore_into(dsl::rest_live_streams)
+                    .values((dsl::stream.eq(*name), dsl::last_seq.eq(0i64)))
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Appends `change` in the caller's transaction and returns its `seq`.
+pub fn append(conn: AnyConn<'_>, change: &NewChange) -> QueryResult<i64> {
+    use rest_live_changes::dsl as ch;
+    use rest_live_streams::dsl as st;
+    crate::__with_conn!(conn, |c| {
+        let seq: i64 = diesel::update(st::rest_live_streams.find(change.stream))
+            .set(st::last_seq.eq(st::last_seq + 1))
+            .returning(st::last_seq)
+            .get_result(c)?;
+        diesel::insert_into(ch::rest_live_changes)
+            .values((
+                ch::stream.eq(change.stream),
+                ch::seq.eq(seq),
+                ch::action.eq(change.action.as_str()),
+                ch::pk.eq(&change.pk),
+                ch::old_groups.eq(&change.old_groups),
+                ch::new_groups.eq(&change.new_groups),
+                ch::row.eq(&change.row),
+                ch::committed_at.eq(change.committed_at),
+            ))
+            .execute(c)?;
+        Ok(seq)
+    })
+}
+
+/// Committed changes with `id > after`, oldest first, at most `limit`.
+pub fn read_after(conn: AnyConn<'_>, after: i64, limit: i64) -> QueryResult<Vec<Change>> {
+    use rest_live_changes::dsl as ch;
+    let rows: Vec<ChangeRow> = crate::__with_conn!(conn, |c| {
+        ch::rest_live_changes
+            .filter(ch::id.gt(after))
+            .order(ch::id.asc())
+            .limit(limit)
+            .load(c)
+    })?;
+    Ok(rows.into_iter().filter_map(from_row).collect())
+}
+
+/// The position the feed starts from: the newest change id, and each stream's last seq.
+pub fn heads(conn: AnyConn<'_>) -> QueryResult<(i64, Vec<(String, i64)>)> {
+    use rest_live_changes::dsl as ch;
+    use rest_live_streams::dsl as st;
+    crate::__with_conn!(conn, |c| {
+        let max_id: Option<i64> = ch::rest_live_changes
+            .select(diesel::dsl::max(ch::id))
+            .first(c)?;
+        let seqs = st::rest_live_streams
+            .select((st::stream, st::last_seq))
+            .load(c)?;
+        Ok((max_id.unwrap_or(0), seqs))
+    })
+}

@@ -1,0 +1,191 @@
+//! Errors. [`ApiError`] is what a client sees (it carries its protocol status); [`Error`] is what stops
+//! the application from starting. Both are converted to wire form at one boundary: [`ApiError::errors`].
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// Per-field validation messages, rendered as `[{"<field>": ["<message>", …]}]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    /// The key DRF clients know for errors that belong to no single field.
+    pub const NON_FIELD: &'static str = "non_field_errors";
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One error on one field.
+    ///
+    /// ```
+    /// # use rest_live_core::FieldErrors;
+    /// let e = FieldErrors::single("text", "This field may not be blank.");
+    /// assert!(!e.is_empty());
+    /// ```
+    pub fn single(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut errors = Self::new();
+        errors.add(field, message);
+        errors
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0
+            .entry(field.into())
+            .or_default()
+            .push(message.into());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    fn to_json(&self) -> Value {
+        Value::Object(
+            self.0
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                .collect(),
+        )
+    }
+}
+
+/// A failed request, with the status it is answered with (PROTOCOL.md, "Errors").
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed frame or body, bad argument types, a `pk` of the wrong type.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Validation of incoming data failed.
+    #[error("validation failed: {0:?}")]
+    Validation(FieldErrors),
+    /// The principal may not perform this action.
+    #[error("permission denied")]
+    PermissionDenied,
+    /// No such object, or one the principal may not read (existence never leaks), or no such subscription.
+    #[error("not found")]
+    NotFound,
+    #[error("unknown stream {0:?}")]
+    UnknownStream(String),
+    /// Unknown action, or one this resource does not allow. `None` when the request named no action.
+    #[error("method {0:?} not allowed")]
+    MethodNotAllowed(Option<String>),
+    /// A write conflicts with a constraint; the message names the constraint.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// `since` is older than the retained change log.
+    #[error("resync required")]
+    ResyncRequired,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("throttled")]
+    Throttled,
+    /// Anything unexpected. The detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) | Self::Validation(_) => 400,
+            Self::PermissionDenied => 403,
+            Self::NotFound | Self::UnknownStream(_) => 404,
+            Self::MethodNotAllowed(_) => 405,
+            Self::Conflict(_) => 409,
+            Self::ResyncRequired => 410,
+            Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::Throttled => 429,
+            Self::Internal(_) => 500,
+        }
+    }
+
+    /// The `errors` list of the reply.
+    pub fn errors(&self) -> Vec<Value> {
+        let text = match self {
+            Self::BadRequest(m) | Self::Conflict(m) => m.clone(),
+            Self::Validation(fields) => return vec![fields.to_json()],
+            Self::PermissionDenied => "You do not have permission to perform this action.".into(),
+            Self::NotFound => "Not found".into(),
+            Self::UnknownStream(s) => format!("Unknown stream {}", Value::from(s.as_str())),
+            Self::MethodNotAllowed(m) => format!(
+                "Method {} not allowed.",
+                Value::from(m.as_deref().unwrap_or("null"))
+            ),
+            Self::ResyncRequired => "resync required".into(),
+            Self::PayloadTooLarge => "Request body is too large.".into(),
+            Self::UnsupportedMediaType => "Unsupported media type: send application/json.".into(),
+            Self::Throttled => "Request was throttled.".into(),
+            Self::Internal(_) => "Internal error".into(),
+        };
+        vec![Value::String(text)]
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
+    }
+
+    /// An unexpected failure: logged here with its detail, answered with a bare 500.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::Internal(detail.to_string())
+    }
+}
+
+impl From<FieldErrors> for ApiError {
+    fn from(errors: FieldErrors) -> Self {
+        Self::Validation(errors)
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(error: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        match error {
+            E::NotFound => Self::NotFound,
+            E::DatabaseError(
+                kind @ (K::UniqueViolation
+                | K::ForeignKeyViolation
+                | K::NotNullViolation
+                | K::CheckViolation),
+                info,
+            ) => {
+                let what = match kind {
+                    K::UniqueViolation => "unique constraint",
+                    K::ForeignKeyViolation => "foreign key constraint",
+                    K::NotNullViolation => "not-null constraint",
+                    _ => "check constraint",
+                };
+                let name = info
+                    .constraint_name()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| info.message().to_owned());
+                Self::Conflict(format!("{what} violated: {name}"))
+            }
+            other => Self::internal(other),
+        }
+    }
+}
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("resource registry: {0}")]
+    Registry(String),
+    #[error("database: {0}")]
+    Database(String),
+    #[error("migrations: {0}")]
+    Migration(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}

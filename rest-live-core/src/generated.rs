@@ -1,0 +1,102 @@
+//! Helpers that macro-generated code calls (through `__private`), so the generated code stays small.
+
+use serde::Serialize;
+use serde::de::{Deserialize, DeserializeOwned};
+
+use serde_json::{Map, Value};
+
+use crate::error::FieldErrors;
+
+/// Reads a typed value from JSON; the message says what was wrong.
+pub fn parse_value<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
+    T::deserialize(value).map_err(|e| e.to_string())
+}
+
+/// A value as JSON (canonical form for hub keys and change-log group values).
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Parses a client value and returns its canonical JSON text.
+pub fn canonical<T: DeserializeOwned + Serialize>(value: &Value) -> Result<String, String> {
+    let typed: T = parse_value(value)?;
+    Ok(to_json(&typed).to_string())
+}
+
+/// Records an error for each input key that names no field of the resource.
+pub fn reject_unknown(data: &Map<String, Value>, known: &[&str], errors: &mut FieldErrors) {
+    for key in data.keys() {
+        if !known.contains(&key.as_str()) {
+            errors.add(key.clone(), "Unknown field.");
+        }
+    }
+}
+
+/// Takes one writable field from input. `None` when absent (an error if `required`) or invalid
+/// (the error is recorded).
+pub fn field<T: DeserializeOwned>(
+    data: &Map<String, Value>,
+    name: &str,
+    required: bool,
+    nullable: bool,
+    errors: &mut FieldErrors,
+) -> Option<T> {
+    match data.get(name) {
+        None => {
+            if required {
+                errors.add(name, "This field is required.");
+            }
+            None
+        }
+        Some(Value::Null) if !nullable => {
+            errors.add(name, "This field may not be null.");
+            None
+        }
+        Some(value) => match T::deserialize(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.add(name, format!("Invalid value: {e}."));
+                None
+            }
+        },
+    }
+}
+
+/// Text whose length `#[resource(max_length = N)]` can check.
+pub trait CharLength {
+    /// Length in characters; `None` for an absent optional value.
+    fn char_length(&self) -> Option<usize>;
+}
+
+impl CharLength for str {
+    fn char_length(&self) -> Option<usize> {
+        Some(self.chars().count())
+    }
+}
+
+impl CharLength for String {
+    fn char_length(&self) -> Option<usize> {
+        Some(self.chars().count())
+    }
+}
+
+impl<T: CharLength> CharLength for Option<T> {
+    fn char_length(&self) -> Option<usize> {
+        self.as_ref().and_then(CharLength::char_length)
+    }
+}
+
+/// Records an error if `value` is longer than `max` characters.
+pub fn check_max_length<T: CharLength + ?Sized>(
+    value: &T,
+    max: usize,
+    name: &str,
+    errors: &mut FieldErrors,
+) {
+    if value.char_length().is_some_and(|n| n > max) {
+        errors.add(
+            name,
+            format!("Ensure this field has no more than {max} characters."),
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! PROTOCOL.md §2, independent of the web framework: an adapter hands over method, path segments,
+//! query pairs, content type and body, and sends back the [`HttpResponse`].
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+use crate::actions::{self, Op};
+use crate::app::App;
+use crate::auth::Principal;
+use crate::binding::Input;
+use crate::error::ApiError;
+
+/// An HTTP request below the API prefix.
+#[derive(Debug)]
+pub struct HttpRequest {
+    /// Upper case: `GET`, `POST`, …
+    pub method: String,
+    /// Decoded path segments below the prefix; a trailing empty segment (trailing slash) is ignored.
+    pub segments: Vec<String>,
+    /// Decoded query pairs in order.
+    pub query: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+/// What to answer.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// JSON, or `None` for an empty body (204).
+    pub body: Option<Vec<u8>>,
+    pub location: Option<String>,
+    /// For 405: the methods that are allowed.
+    pub allow: Option<&'static str>,
+}
+
+impl HttpResponse {
+    pub fn error(error: &ApiError) -> Self {
+        Self {
+            status: error.status(),
+            body: Some(
+                serde_json::to_vec(&json!({ "errors": error.errors() })).unwrap_or_default(),
+            ),
+            location: None,
+            allow: None,
+        }
+    }
+}
+
+const COLLECTION_METHODS: &str = "GET, POST";
+const OBJECT_METHODS: &str = "GET, PUT, PATCH, DELETE";
+
+/// Handles one API request.
+pub async fn handle(app: &App, principal: &Principal, req: HttpRequest) -> HttpResponse {
+    match route(app, principal, req).await {
+        Ok(response) => response,
+        Err((error, allow)) => HttpResponse {
+            allow,
+            ..HttpResponse::error(&error)
+        },
+    }
+}
+
+type Failure = (ApiError, Option<&'static str>);
+
+async fn route(app: &App, principal: &Principal, req: HttpRequest) -> Result<HttpResponse, Failure> {
+    let mut segments: &[String] = &req.segments;
+    if let [rest @ .., last] = segments {
+        if last.is_empty() {
+            segments = rest;
+        }
+    }
+    let (stream, pk) = match segments {
+        [stream] => (stream, None),
+        [stream, pk] if !pk.is_empty() => (stream, Some(pk.clone())),
+        _ => return Err((ApiError::NotFound, None)),
+    };
+    let binding = app
+        .registry()
+        .get(stream)
+        .ok_or_else(|| (ApiError::UnknownStream(stream.clone()), None))?;
+    let method = req.method.as_str();
+    let op = match (method, pk) {
+        ("GET", None) => list_op(&req.query).map_err(|e| (e, None))?,
+        ("POST", None) => Op::Create {
+            data: body_object(&req).map_err(|e| (e, None))?,
+        },
+        ("GET", Some(pk)) => Op::Retrieve { pk: Input::Text(pk) },
+        ("PUT" | "PATCH", Some(pk)) => Op::Update {
+            pk: Input::Text(pk),
+            data: body_object(&req).map_err(|e| (e, None))?,
+            partial: method == "PATCH",
+        },
+        ("DELETE", Some(pk)) => Op::Delete { pk: Input::Text(pk) },
+        (other, pk) => {
+            let allow = if pk.is_some() {
+                OBJECT_METHODS
+            } else {
+                COLLECTION_METHODS
+            };
+            return Err((ApiError::MethodNotAllowed(Some(other.to_owned())), Some(allow)));
+        }
+    };
+    let outcome = actions::execute(app, principal, binding, op)
+        .await
+        .map_err(|e| (e, None))?;
+    let location = outcome.created_pk.map(|pk| {
+        format!(
+            "{}/{}/{}/",
+            app.config().http_prefix.trim_end_matches('/'),
+            binding.meta().stream,
+            encode_segment(&pk)
+        )
+    });
+    Ok(HttpResponse {
+        status: outcome.status,
+        body: outcome.data.map(|d| d.get().as_bytes().to_vec()),
+        location,
+        allow: None,
+    })
+}
+
+fn list_op(query: &[(String, String)]) -> Result<Op, ApiError> {
+    let mut limit = None;
+    let mut offset = None;
+    let mut filters = Vec::new();
+    for (key, value) in query {
+        let parse = |v: &str| {
+            v.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!("{}: must be an integer.", Value::from(key.as_str())))
+            })
+        };
+        match key.as_str() {
+            "limit" => limit = Some(parse(value)?),
+            "offset" => offset = Some(parse(value)?),
+            _ => filters.push((key.clone(), Input::Text(value.clone()))),
+        }
+    }
+    Ok(Op::List {
+        filters,
+        limit,
+        offset,
+    })
+}
+
+fn body_object(req: &HttpRequest) -> Result<Map<String, Value>, ApiError> {
+    let is_json = req.content_type.as_deref().is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        essence == "application/json" || essence.ends_with("+json")
+    });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::bad_request(
+            "The request body must be a JSON object.",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!("Invalid JSON: {e}"))),
+    }
+}
+
+/// Percent-encodes a path segment (a string primary key in a `Location`).
+fn encode_segment(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');

@@ -1,0 +1,105 @@
+//! Every `#[resource]` submits a [`Registration`] through `inventory`; the [`Registry`] collects
+//! them once at start-up, in a stable order, and refuses an inconsistent set.
+//!
+//! # Registrations that vanish
+//! The linker keeps a crate's registrations only if the final binary (or test) names that crate.
+//! When your resources live in a crate (or your package's `lib.rs`) that `main.rs` never mentions,
+//! either name it (`use my_models as _;`) or register the types explicitly with
+//! [`crate::AppBuilder::register`]; [`crate::AppBuilder::expect_streams`] turns a missing stream
+//! into a start-up error instead of a silent 404.
+
+use std::collections::BTreeMap;
+
+use crate::binding::Binding;
+use crate::error::Error;
+
+/// Stream names the framework keeps for itself.
+pub const RESERVED_STREAMS: &[&str] = &["jobs"];
+
+/// One resource, as submitted by generated code.
+pub struct Registration {
+    pub binding: &'static dyn Binding,
+}
+
+inventory::collect!(Registration);
+
+/// Stream name → resource, built once.
+pub struct Registry {
+    by_stream: BTreeMap<&'static str, &'static dyn Binding>,
+}
+
+impl Registry {
+    /// Collects every submitted registration plus `explicit` ones (a type registered both ways
+    /// counts once) and checks them.
+    pub fn collect(explicit: &[&'static dyn Binding]) -> Result<Self, Error> {
+        let mut all: Vec<&'static dyn Binding> = inventory::iter::<Registration>
+            .into_iter()
+            .map(|r| r.binding)
+            .chain(explicit.iter().copied())
+            .collect();
+        all.sort_by_key(|b| (b.meta().stream, b.meta().type_name));
+        all.dedup_by(|a, b| a.type_id() == b.type_id());
+        Self::from_bindings(all)
+    }
+
+    fn from_bindings(all: Vec<&'static dyn Binding>) -> Result<Self, Error> {
+        let mut problems = Vec::new();
+        let mut by_stream: BTreeMap<&'static str, &'static dyn Binding> = BTreeMap::new();
+        for binding in all {
+            let meta = binding.meta();
+            if let Some(problem) = check_stream_name(meta.stream) {
+                problems.push(format!(
+                    "{} ({}): {problem}",
+                    meta.type_name, meta.location
+                ));
+                continue;
+            }
+            if let Some(first) = by_stream.get(meta.stream) {
+                let first = first.meta();
+                problems.push(format!(
+                    "stream {:?} is declared twice: by {} ({}) and by {} ({})",
+                    meta.stream, first.type_name, first.location, meta.type_name, meta.location
+                ));
+                continue;
+            }
+            by_stream.insert(meta.stream, binding);
+        }
+        if problems.is_empty() {
+            Ok(Self { by_stream })
+        } else {
+            Err(Error::Registry(problems.join("; ")))
+        }
+    }
+
+    pub fn get(&self, stream: &str) -> Option<&'static dyn Binding> {
+        self.by_stream.get(stream).copied()
+    }
+
+    /// Every resource, ordered by stream name.
+    pub fn iter(&self) -> impl Iterator<Item = &'static dyn Binding> + '_ {
+        self.by_stream.values().copied()
+    }
+
+    pub fn streams(&self) -> Vec<&'static str> {
+        self.by_stream.keys().copied().collect()
+    }
+}
+
+/// Why a stream name cannot be used, if it cannot.
+pub fn check_stream_name(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("the stream name is empty".into());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Some(format!(
+            "stream {name:?} may only contain ASCII letters, digits, '_' and '-'"
+        ));
+    }
+    if RESERVED_STREAMS.contains(&name) {
+        return Some(format!("stream {name:?} is reserved by rest-live"));
+    }
+    None
+}
