@@ -1,7 +1,7 @@
 //! Helpers that macro-generated code calls (through `__private`), so the generated code stays small.
 
 use serde::Serialize;
-use serde::de::{Deserialize, DeserializeOwned};
+use serde::de::DeserializeOwned;
 
 use serde_json::{Map, Value};
 
@@ -100,3 +100,12 @@ pub fn check_max_length<T: CharLength + ?Sized>(
         );
     }
 }
+
+/// Bound checks that generated code places at each field's type, so a wrong type errors there.
+pub fn assert_field<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static>() {}
+
+/// Read-only fields and `#[serde(default)]` fields are filled with `Default::default()`.
+pub fn assert_default<T: Default>() {}
+
+/// `#[resource(max_length = N)]` needs text.
+pub fn assert_char_length<T: CharLength + ?Sized>() {}

@@ -1,0 +1,115 @@
+//! The HTTP API: one parametric filter below the prefix, whatever the resources; the body is read
+//! with a size limit before it is handed to the core.
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use rest_live_core::http::{HttpRequest, HttpResponse};
+use rest_live_core::{ApiError, App, Principal};
+use warp::http::{HeaderValue, Method, StatusCode, header};
+use warp::{Filter, Rejection, Reply};
+
+pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let query = warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify();
+    crate::path_prefix(&app.config().http_prefix)
+        .and(warp::path::tail())
+        .and(warp::method())
+        .and(query)
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .then(
+            move |tail: warp::path::Tail, method: Method, query: String, content_type, length, body| {
+                let app = app.clone();
+                async move {
+                    let response = handle(&app, tail, method, query, content_type, length, body).await;
+                    reply(response)
+                }
+            },
+        )
+}
+
+async fn handle<S, B>(
+    app: &App,
+    tail: warp::path::Tail,
+    method: Method,
+    query: String,
+    content_type: Option<String>,
+    length: Option<u64>,
+    body: S,
+) -> HttpResponse
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    let limit = app.config().max_body_bytes;
+    let body = match read_body(body, length, limit).await {
+        Ok(body) => body,
+        Err(error) => return HttpResponse::error(&error),
+    };
+    let segments = tail
+        .as_str()
+        .split('/')
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    let request = HttpRequest {
+        method: method.as_str().to_ascii_uppercase(),
+        segments,
+        query: form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
+        content_type,
+        body,
+    };
+    app.http(&Principal::anonymous(), request).await
+}
+
+async fn read_body<S, B>(mut body: S, length: Option<u64>, limit: usize) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    if length.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut out = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| ApiError::bad_request(format!("Cannot read body: {e}")))?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            out.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
+}
+
+fn reply(response: HttpResponse) -> warp::reply::Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut reply = match response.body {
+        Some(body) => {
+            let mut r = warp::reply::Response::new(body.into());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        None => warp::reply::Response::new(Bytes::new().into()),
+    };
+    *reply.status_mut() = status;
+    if let Some(location) = response.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        reply.headers_mut().insert(header::LOCATION, location);
+    }
+    if let Some(allow) = response.allow {
+        reply
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    reply
+}
