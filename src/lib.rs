@@ -1,1 +1,58 @@
+//! # rest-live
+//!
+//! Annotated diesel model structs become *live resources*: a REST API over HTTP and a multiplexed
+//! WebSocket API (the `{stream, payload}` protocol of channels-api / djangochannelsrestframework),
+//! where every committed change is pushed to the clients subscribed to it.
+//!
+//! ```ignore
+//! use rest_live::prelude::*;
+//!
+//! #[resource(stream = "tasks")]             // HTTP /api/tasks/…, WebSocket stream "tasks"
+//! #[subscribable]                           // subscribe_instance by pk
+//! #[subscribable(group_key = "list_id")]    // subscribe {"group": {"list_id": 1}}
+//! #[derive(Queryable, Serialize, Deserialize, Clone, Debug)]
+//! #[diesel(table_name = tasks)]
+//! pub struct Task {
+//!     #[resource(read_only)] pub id: i32,
+//!     #[resource(max_length = 140)] pub text: String,
+//!     #[serde(default)] pub done: bool,
+//!     pub list_id: i32,
+//! }
+//! ```
+//!
+//! ## Attributes
+//! - `#[resource(stream = "…", hooks, pk = "…", crate = "…")]` on the struct: `stream` is required;
+//!   `hooks` means you implement [`Hooks`] yourself; `pk` defaults to `#[diesel(primary_key(…))]`
+//!   or `id`; the diesel table is `#[diesel(table_name = …)]` (diesel's default otherwise).
+//! - `#[subscribable]` (by pk) and `#[subscribable(group_key = "field")]` (once per key).
+//! - On fields: `#[resource(read_only)]` (never taken from input), `#[resource(filter)]` (usable as
+//!   a `list` filter; the pk and group keys always are), `#[resource(max_length = N)]`.
+//!   `#[serde(default)]` and `Option<…>` make a field optional on create.
+//!
+//! ## Registrations that vanish
+//! Resources register themselves at link time (`inventory`). A binary that never names the crate
+//! holding them (e.g. your models crate, or your package's `lib.rs` from `main.rs`) silently drops
+//! them. Name the crate (`use my_models as _;`), or register explicitly with
+//! [`AppBuilder::register`], and make start-up fail loudly with [`AppBuilder::expect_streams`].
 
+pub use rest_live_core::{
+    AnyConn, ApiError, App, AppBuilder, CloseReason, Config, Connection, Error, FieldErrors,
+    FieldMeta, Hooks, Outgoing, Principal, Resource, ResourceMeta, Tx, actions, changelog,
+    connection, http, hub, protocol, registry,
+};
+pub use rest_live_macros::{resource, subscribable};
+
+/// The warp adapter: `rest_live::warp::routes(app)`.
+#[cfg(feature = "warp")]
+pub use rest_live_warp as warp;
+
+#[doc(hidden)]
+pub use rest_live_core::__private;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// What a module declaring resources needs.
+pub mod prelude {
+    pub use crate::{ApiError, App, FieldErrors, Hooks, Principal, Tx, resource, subscribable};
+}

@@ -130,8 +130,7 @@ impl<R: Resource> Binding for Bound<R> {
         limit: i64,
         offset: i64,
     ) -> Result<Box<RawValue>, ApiError> {
-        let filters =
-            parse_filters::<R>(filters.iter().map(|(k, v)| (k.as_str(), v.as_filter())))?;
+        let filters = parse_filters::<R>(filters.iter().map(|(k, v)| (k.as_str(), v.as_filter())))?;
         let (count, results) = R::db_list(conn, &filters, Some(limit), offset)?;
         to_raw(&Page {
             count,

@@ -58,7 +58,10 @@ impl Outbox {
     /// Queues an event without waiting; a full queue closes the connection (4008).
     pub fn push_event(&self, frame: Bytes) {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.frames.try_send(frame) {
-            tracing::warn!(connection = self.id, "outgoing queue full; closing with 4008");
+            tracing::warn!(
+                connection = self.id,
+                "outgoing queue full; closing with 4008"
+            );
             self.close(CloseReason::SLOW_CONSUMER);
         }
     }
@@ -224,7 +227,9 @@ impl Connection {
     ) -> Result<(u16, Option<Box<RawValue>>), ApiError> {
         let meta = binding.meta();
         if !meta.instance_subscribable {
-            return Err(ApiError::MethodNotAllowed(Some("subscribe_instance".into())));
+            return Err(ApiError::MethodNotAllowed(Some(
+                "subscribe_instance".into(),
+            )));
         }
         let pk = pk_arg(&req.payload)?;
         let key = binding.canonical_pk(&pk)?;

@@ -31,10 +31,7 @@ impl FieldErrors {
     }
 
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        self.0
-            .entry(field.into())
-            .or_default()
-            .push(message.into());
+        self.0.entry(field.into()).or_default().push(message.into());
     }
 
     pub fn is_empty(&self) -> bool {

@@ -63,7 +63,11 @@ pub async fn handle(app: &App, principal: &Principal, req: HttpRequest) -> HttpR
 
 type Failure = (ApiError, Option<&'static str>);
 
-async fn route(app: &App, principal: &Principal, req: HttpRequest) -> Result<HttpResponse, Failure> {
+async fn route(
+    app: &App,
+    principal: &Principal,
+    req: HttpRequest,
+) -> Result<HttpResponse, Failure> {
     let mut segments: &[String] = &req.segments;
     if let [rest @ .., last] = segments {
         if last.is_empty() {
@@ -85,20 +89,27 @@ async fn route(app: &App, principal: &Principal, req: HttpRequest) -> Result<Htt
         ("POST", None) => Op::Create {
             data: body_object(&req).map_err(|e| (e, None))?,
         },
-        ("GET", Some(pk)) => Op::Retrieve { pk: Input::Text(pk) },
+        ("GET", Some(pk)) => Op::Retrieve {
+            pk: Input::Text(pk),
+        },
         ("PUT" | "PATCH", Some(pk)) => Op::Update {
             pk: Input::Text(pk),
             data: body_object(&req).map_err(|e| (e, None))?,
             partial: method == "PATCH",
         },
-        ("DELETE", Some(pk)) => Op::Delete { pk: Input::Text(pk) },
+        ("DELETE", Some(pk)) => Op::Delete {
+            pk: Input::Text(pk),
+        },
         (other, pk) => {
             let allow = if pk.is_some() {
                 OBJECT_METHODS
             } else {
                 COLLECTION_METHODS
             };
-            return Err((ApiError::MethodNotAllowed(Some(other.to_owned())), Some(allow)));
+            return Err((
+                ApiError::MethodNotAllowed(Some(other.to_owned())),
+                Some(allow),
+            ));
         }
     };
     let outcome = actions::execute(app, principal, binding, op)
@@ -127,7 +138,10 @@ fn list_op(query: &[(String, String)]) -> Result<Op, ApiError> {
     for (key, value) in query {
         let parse = |v: &str| {
             v.parse::<i64>().map_err(|_| {
-                ApiError::bad_request(format!("{}: must be an integer.", Value::from(key.as_str())))
+                ApiError::bad_request(format!(
+                    "{}: must be an integer.",
+                    Value::from(key.as_str())
+                ))
             })
         };
         match key.as_str() {
@@ -145,7 +159,12 @@ fn list_op(query: &[(String, String)]) -> Result<Op, ApiError> {
 
 fn body_object(req: &HttpRequest) -> Result<Map<String, Value>, ApiError> {
     let is_json = req.content_type.as_deref().is_some_and(|ct| {
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         essence == "application/json" || essence.ends_with("+json")
     });
     if !is_json {

@@ -189,7 +189,8 @@ fn audience<'a>(subs: &'a Subs, change: &Change) -> Vec<(&'a Subscriber, ChangeA
                 // subscription) instead of a delete and a create.
                 let old_list = members(&old_v).map(Vec::as_slice).unwrap_or_default();
                 let new_list = members(&new_v).map(Vec::as_slice).unwrap_or_default();
-                let conns = |l: &[Subscriber]| l.iter().map(|s| s.outbox.id()).collect::<HashSet<_>>();
+                let conns =
+                    |l: &[Subscriber]| l.iter().map(|s| s.outbox.id()).collect::<HashSet<_>>();
                 let (in_old, in_new) = (conns(old_list), conns(new_list));
                 for s in old_list {
                     if !in_new.contains(&s.outbox.id()) {

@@ -48,10 +48,7 @@ impl Registry {
         for binding in all {
             let meta = binding.meta();
             if let Some(problem) = check_stream_name(meta.stream) {
-                problems.push(format!(
-                    "{} ({}): {problem}",
-                    meta.type_name, meta.location
-                ));
+                problems.push(format!("{} ({}): {problem}", meta.type_name, meta.location));
                 continue;
             }
             if let Some(first) = by_stream.get(meta.stream) {

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use diesel::Connection;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
-use diesel::Connection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use serde_json::{Map, Value};
 use tokio::sync::{Notify, Semaphore};
@@ -240,8 +240,15 @@ impl<'a> Tx<'a> {
     }
 
     /// Every object matching equality filters on filterable fields, e.g. `{"list_id": 1}`.
-    pub fn filter<R: Resource>(&mut self, filters: &Map<String, Value>) -> Result<Vec<R>, ApiError> {
-        let filters = parse_filters::<R>(filters.iter().map(|(k, v)| (k.as_str(), FilterValue::Json(v))))?;
+    pub fn filter<R: Resource>(
+        &mut self,
+        filters: &Map<String, Value>,
+    ) -> Result<Vec<R>, ApiError> {
+        let filters = parse_filters::<R>(
+            filters
+                .iter()
+                .map(|(k, v)| (k.as_str(), FilterValue::Json(v))),
+        )?;
         Ok(R::db_list(self.conn.reborrow(), &filters, None, 0)?.1)
     }
 
@@ -293,7 +300,9 @@ impl<'a> Tx<'a> {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect();
-            serde_json::to_string(&map).map(Some).map_err(ApiError::internal)
+            serde_json::to_string(&map)
+                .map(Some)
+                .map_err(ApiError::internal)
         };
         let change = NewChange {
             stream: R::META.stream,

@@ -78,7 +78,10 @@ pub fn expand(r: &Resource) -> TokenStream {
 
     let all_names: Vec<String> = r.fields.iter().map(Field::name).collect();
     let writable: Vec<&Field> = r.fields.iter().filter(|f| !f.read_only).collect();
-    let locals: Vec<_> = writable.iter().map(|f| format_ident!("__f_{}", f.ident)).collect();
+    let locals: Vec<_> = writable
+        .iter()
+        .map(|f| format_ident!("__f_{}", f.ident))
+        .collect();
     let take_fields = writable.iter().zip(&locals).map(|(f, local)| {
         let (ty, n, required, nullable) = (&f.ty, f.name(), f.required(), f.is_option);
         quote! {

@@ -36,7 +36,11 @@ pub fn subscribable(args: TokenStream, input: TokenStream) -> TokenStream {
     let args = proc_macro2::TokenStream::from(args);
     let mut input = parse_macro_input!(input as DeriveInput);
     // `#[subscribable]` above `#[resource]` runs first: move it below, where `#[resource]` reads it.
-    let Some(at) = input.attrs.iter().position(|a| model::is_attr(a, "resource")) else {
+    let Some(at) = input
+        .attrs
+        .iter()
+        .position(|a| model::is_attr(a, "resource"))
+    else {
         let error = syn::Error::new(
             proc_macro2::Span::call_site(),
             "#[subscribable] needs #[resource(stream = \"…\")] on the same struct",

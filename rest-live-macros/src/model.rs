@@ -157,7 +157,8 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
                 } else if meta.path.is_ident("primary_key") {
                     let content;
                     syn::parenthesized!(content in meta.input);
-                    let cols = content.parse_terminated(<Ident as syn::parse::Parse>::parse, Token![,])?;
+                    let cols =
+                        content.parse_terminated(<Ident as syn::parse::Parse>::parse, Token![,])?;
                     if cols.len() != 1 {
                         cx.error_spanned_by(
                             &cols,
@@ -233,10 +234,7 @@ fn parse_subscribable(
         Some(lit) => {
             let name = lit.value();
             if group_keys.iter().any(|g| g.name == name) {
-                cx.error_spanned_by(
-                    &lit,
-                    format!("group key `{name}` is declared twice"),
-                );
+                cx.error_spanned_by(&lit, format!("group key `{name}` is declared twice"));
             } else {
                 group_keys.push(GroupKey { name, lit });
             }
@@ -248,16 +246,25 @@ fn parse_fields(cx: &Ctxt, input: &mut DeriveInput) -> Vec<Field> {
     let data = match &mut input.data {
         syn::Data::Struct(data) => data,
         syn::Data::Enum(e) => {
-            cx.error_spanned_by(e.enum_token, "#[resource] can only be used on a struct with named fields");
+            cx.error_spanned_by(
+                e.enum_token,
+                "#[resource] can only be used on a struct with named fields",
+            );
             return Vec::new();
         }
         syn::Data::Union(u) => {
-            cx.error_spanned_by(u.union_token, "#[resource] can only be used on a struct with named fields");
+            cx.error_spanned_by(
+                u.union_token,
+                "#[resource] can only be used on a struct with named fields",
+            );
             return Vec::new();
         }
     };
     let syn::Fields::Named(named) = &mut data.fields else {
-        cx.error_spanned_by(&data.fields, "#[resource] needs named fields (`struct Task { id: i32, … }`)");
+        cx.error_spanned_by(
+            &data.fields,
+            "#[resource] needs named fields (`struct Task { id: i32, … }`)",
+        );
         return Vec::new();
     };
     let mut fields = Vec::new();

@@ -9,9 +9,7 @@ use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::{Filter, Rejection, Reply};
 
 pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let query = warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify();
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     crate::path_prefix(&app.config().http_prefix)
         .and(warp::path::tail())
         .and(warp::method())
@@ -20,10 +18,16 @@ pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .then(
-            move |tail: warp::path::Tail, method: Method, query: String, content_type, length, body| {
+            move |tail: warp::path::Tail,
+                  method: Method,
+                  query: String,
+                  content_type,
+                  length,
+                  body| {
                 let app = app.clone();
                 async move {
-                    let response = handle(&app, tail, method, query, content_type, length, body).await;
+                    let response =
+                        handle(&app, tail, method, query, content_type, length, body).await;
                     reply(response)
                 }
             },
@@ -51,7 +55,11 @@ where
     let segments = tail
         .as_str()
         .split('/')
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
         .collect();
     let request = HttpRequest {
         method: method.as_str().to_ascii_uppercase(),
@@ -75,7 +83,8 @@ where
     }
     let mut out = BytesMut::new();
     while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|e| ApiError::bad_request(format!("Cannot read body: {e}")))?;
+        let mut chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("Cannot read body: {e}")))?;
         if out.len() + chunk.remaining() > limit {
             return Err(ApiError::PayloadTooLarge);
         }
@@ -103,7 +112,10 @@ fn reply(response: HttpResponse) -> warp::reply::Response {
         None => warp::reply::Response::new(Bytes::new().into()),
     };
     *reply.status_mut() = status;
-    if let Some(location) = response.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+    if let Some(location) = response
+        .location
+        .and_then(|l| HeaderValue::from_str(&l).ok())
+    {
         reply.headers_mut().insert(header::LOCATION, location);
     }
     if let Some(allow) = response.allow {

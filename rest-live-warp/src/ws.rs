@@ -53,10 +53,7 @@ async fn serve(app: App, socket: WebSocket) {
     tracing::debug!(connection = id, "websocket closed");
 }
 
-async fn write(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut out: Outgoing,
-) {
+async fn write(mut sink: futures_util::stream::SplitSink<WebSocket, Message>, mut out: Outgoing) {
     loop {
         tokio::select! {
             biased;

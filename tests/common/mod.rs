@@ -1,0 +1,39 @@
+//! Shared by the end-to-end tests: the example's resources on a real server.
+#![allow(dead_code)]
+
+#[path = "../../examples/todo/models.rs"]
+pub mod models;
+
+use rest_live::testing::{TestServer, WsClient};
+use serde_json::{Value, json};
+
+/// The to-do app on 127.0.0.1, port 0, with a fresh SQLite database.
+pub async fn server() -> TestServer {
+    TestServer::start(models::builder()).await
+}
+
+/// Creates a list over HTTP and returns its id.
+pub async fn create_list(server: &TestServer, name: &str) -> i64 {
+    let response = server
+        .http()
+        .post(server.url("/api/lists/"))
+        .header("content-type", "application/json")
+        .body(json!({ "name": name }).to_string())
+        .send()
+        .await
+        .expect("POST /api/lists/");
+    assert_eq!(response.status().as_u16(), 201);
+    let body: Value = serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
+    body["id"].as_i64().expect("id")
+}
+
+/// Creates a task over the socket and returns the stored object.
+pub async fn create_task(ws: &mut WsClient, text: &str, list_id: i64) -> Value {
+    let reply = ws
+        .request(json!({"stream": "tasks", "payload": {
+            "action": "create", "request_id": "create-task",
+            "data": {"text": text, "list_id": list_id}}}))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
+    reply["payload"]["data"].clone()
+}
