@@ -1,0 +1,465 @@
+//! Subscriptions and events (PROTOCOL.md §1 "Events"): who receives what, tagged how, exactly once,
+//! only after commit, in seq order.
+
+mod common;
+
+use std::time::Duration;
+
+use rest_live::testing::WsClient;
+use serde_json::{Value, json};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+fn frame(stream: &str, action: &str, request_id: &str, extra: Value) -> Value {
+    let mut payload = json!({ "action": action, "request_id": request_id });
+    if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    json!({ "stream": stream, "payload": payload })
+}
+
+async fn subscribe_group(ws: &mut WsClient, request_id: &str, list: i64) -> i64 {
+    let reply = ws
+        .request(frame(
+            "tasks",
+            "subscribe",
+            request_id,
+            json!({"group": {"list_id": list}}),
+        ))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
+    assert_eq!(reply["payload"]["request_id"], request_id);
+    reply["payload"]["data"]["seq"].as_i64().expect("seq")
+}
+
+async fn subscribe_instance(ws: &mut WsClient, stream: &str, request_id: &str, pk: &Value) {
+    let reply = ws
+        .request(frame(
+            stream,
+            "subscribe_instance",
+            request_id,
+            json!({"pk": pk}),
+        ))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
+    assert!(reply["payload"]["data"]["seq"].is_i64(), "{reply}");
+}
+
+async fn patch(ws: &mut WsClient, pk: &Value, data: Value) -> Value {
+    let reply = ws
+        .request(frame(
+            "tasks",
+            "patch",
+            "w",
+            json!({"pk": pk, "data": data}),
+        ))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 200, "{reply}");
+    reply["payload"]["data"].clone()
+}
+
+/// Asserts an event's envelope and returns its seq.
+fn check_event(event: &Value, action: &str, request_id: &str, data: &Value) -> i64 {
+    let status = match action {
+        "create" => 201,
+        "update" => 200,
+        _ => 204,
+    };
+    assert_eq!(event["stream"], "tasks", "{event}");
+    let p = &event["payload"];
+    assert_eq!(p["action"], action, "{event}");
+    assert_eq!(p["request_id"], request_id, "{event}");
+    assert_eq!(p["response_status"], status, "{event}");
+    assert_eq!(p["errors"], json!([]), "{event}");
+    assert_eq!(&p["data"], data, "{event}");
+    p["seq"].as_i64().expect("seq")
+}
+
+#[tokio::test]
+async fn instance_subscription_receives_update_and_delete_tagged_with_its_request_id() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut writer = server.ws().await;
+    let mut sub = server.ws().await;
+    let task = common::create_task(&mut writer, "a", list).await;
+    subscribe_instance(&mut sub, "tasks", "mine", &task["id"]).await;
+
+    let updated = patch(&mut writer, &task["id"], json!({"done": true})).await;
+    let s1 = check_event(&sub.recv_event().await, "update", "mine", &updated);
+
+    let reply = writer
+        .request(frame("tasks", "delete", "w", json!({"pk": task["id"]})))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 204);
+    let s2 = check_event(
+        &sub.recv_event().await,
+        "delete",
+        "mine",
+        &json!({"pk": task["id"]}),
+    );
+    assert!(s2 > s1);
+
+    // A create in the same list is not this subscription's business.
+    common::create_task(&mut writer, "b", list).await;
+    sub.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn subscribing_to_a_missing_object_is_404() {
+    let server = common::server().await;
+    let mut ws = server.ws().await;
+    let reply = ws
+        .request(frame(
+            "tasks",
+            "subscribe_instance",
+            "s",
+            json!({"pk": 999}),
+        ))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 404);
+    assert_eq!(reply["payload"]["errors"], json!(["Not found"]));
+    let reply = ws
+        .request(frame(
+            "tasks",
+            "subscribe_instance",
+            "s",
+            json!({"pk": "x"}),
+        ))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 400);
+}
+
+#[tokio::test]
+async fn two_subscriptions_on_one_socket_are_told_apart() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut writer = server.ws().await;
+    let mut sub = server.ws().await;
+    let a = common::create_task(&mut writer, "a", list).await;
+    let b = common::create_task(&mut writer, "b", list).await;
+    subscribe_instance(&mut sub, "tasks", "sub-a", &a["id"]).await;
+    subscribe_instance(&mut sub, "tasks", "sub-b", &b["id"]).await;
+
+    let b2 = patch(&mut writer, &b["id"], json!({"text": "B"})).await;
+    check_event(&sub.recv_event().await, "update", "sub-b", &b2);
+    let a2 = patch(&mut writer, &a["id"], json!({"text": "A"})).await;
+    check_event(&sub.recv_event().await, "update", "sub-a", &a2);
+    sub.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn unsubscribe_instance_stops_events() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut writer = server.ws().await;
+    let mut sub = server.ws().await;
+    let task = common::create_task(&mut writer, "a", list).await;
+    subscribe_instance(&mut sub, "tasks", "s1", &task["id"]).await;
+
+    let reply = sub
+        .request(frame(
+            "tasks",
+            "unsubscribe_instance",
+            "s1",
+            json!({"pk": task["id"]}),
+        ))
+        .await;
+    assert_eq!(
+        reply,
+        json!({"stream": "tasks", "payload": {"action": "unsubscribe_instance", "request_id": "s1",
+            "response_status": 204, "errors": [], "data": null}})
+    );
+    patch(&mut writer, &task["id"], json!({"done": true})).await;
+    sub.expect_silence(QUIET).await;
+
+    // Unsubscribing again, or a subscription that never was, is 404.
+    let reply = sub
+        .request(frame(
+            "tasks",
+            "unsubscribe_instance",
+            "s1",
+            json!({"pk": task["id"]}),
+        ))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 404);
+    assert_eq!(reply["payload"]["errors"], json!(["Not found"]));
+}
+
+#[tokio::test]
+async fn group_subscription_sees_only_its_group() {
+    let server = common::server().await;
+    let one = common::create_list(&server, "one").await;
+    let two = common::create_list(&server, "two").await;
+    let mut writer = server.ws().await;
+    let mut sub = server.ws().await;
+    subscribe_group(&mut sub, "l1", one).await;
+
+    let elsewhere = common::create_task(&mut writer, "other list", two).await;
+    let here = common::create_task(&mut writer, "this list", one).await;
+    check_event(&sub.recv_event().await, "create", "l1", &here);
+    patch(&mut writer, &elsewhere["id"], json!({"done": true})).await;
+    let here2 = patch(&mut writer, &here["id"], json!({"done": true})).await;
+    check_event(&sub.recv_event().await, "update", "l1", &here2);
+    sub.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn a_move_between_groups_gives_delete_create_update_exactly_once() {
+    let server = common::server().await;
+    let one = common::create_list(&server, "one").await;
+    let two = common::create_list(&server, "two").await;
+    let mut writer = server.ws().await;
+    let mut old_group = server.ws().await;
+    let mut new_group = server.ws().await;
+    let mut both = server.ws().await;
+    let mut instance = server.ws().await;
+    let task = common::create_task(&mut writer, "moving", one).await;
+    subscribe_group(&mut old_group, "old", one).await;
+    subscribe_group(&mut new_group, "new", two).await;
+    subscribe_group(&mut both, "b1", one).await;
+    subscribe_group(&mut both, "b2", two).await;
+    subscribe_instance(&mut instance, "tasks", "i", &task["id"]).await;
+
+    let moved = patch(&mut writer, &task["id"], json!({"list_id": two})).await;
+
+    let seq = check_event(
+        &old_group.recv_event().await,
+        "delete",
+        "old",
+        &json!({"pk": task["id"]}),
+    );
+    assert_eq!(
+        check_event(&new_group.recv_event().await, "create", "new", &moved),
+        seq
+    );
+    assert_eq!(
+        check_event(&both.recv_event().await, "update", "b2", &moved),
+        seq
+    );
+    assert_eq!(
+        check_event(&instance.recv_event().await, "update", "i", &moved),
+        seq
+    );
+    for ws in [&mut old_group, &mut new_group, &mut both, &mut instance] {
+        ws.expect_silence(QUIET).await;
+    }
+}
+
+#[tokio::test]
+async fn unsubscribe_group_stops_events_and_unknown_is_404() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut writer = server.ws().await;
+    let mut sub = server.ws().await;
+    subscribe_group(&mut sub, "g", list).await;
+    let reply = sub
+        .request(frame("tasks", "unsubscribe", "g", json!({})))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 204);
+    assert_eq!(reply["payload"]["data"], Value::Null);
+    common::create_task(&mut writer, "a", list).await;
+    sub.expect_silence(QUIET).await;
+
+    let reply = sub
+        .request(frame("tasks", "unsubscribe", "g", json!({})))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 404);
+    let reply = sub
+        .request(frame("tasks", "unsubscribe", "never", json!({})))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 404);
+}
+
+#[tokio::test]
+async fn subscribing_twice_with_one_request_id_delivers_once() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut writer = server.ws().await;
+    let mut sub = server.ws().await;
+    subscribe_group(&mut sub, "g", list).await;
+    subscribe_group(&mut sub, "g", list).await;
+    let task = common::create_task(&mut writer, "a", list).await;
+    check_event(&sub.recv_event().await, "create", "g", &task);
+    sub.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn bad_group_arguments_are_400() {
+    let server = common::server().await;
+    let mut ws = server.ws().await;
+    for group in [
+        json!(null),
+        json!({}),
+        json!({"list_id": 1, "done": true}),
+        json!({"text": "a"}),
+        json!({"list_id": "one"}),
+        json!([1]),
+    ] {
+        let reply = ws
+            .request(frame("tasks", "subscribe", "g", json!({"group": group})))
+            .await;
+        assert_eq!(reply["payload"]["response_status"], 400, "{group}: {reply}");
+        assert!(reply["payload"]["errors"][0].is_string());
+    }
+}
+
+#[tokio::test]
+async fn rejected_or_failed_writes_send_nothing_and_change_nothing() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut writer = server.ws().await;
+    let mut sub = server.ws().await;
+    let task = common::create_task(&mut writer, "a", list).await;
+    subscribe_group(&mut sub, "g", list).await;
+    subscribe_instance(&mut sub, "tasks", "i", &task["id"]).await;
+
+    let attempts = [
+        frame(
+            "tasks",
+            "patch",
+            "w",
+            json!({"pk": task["id"], "data": {"text": "  "}}),
+        ), // hook: blank
+        frame(
+            "tasks",
+            "patch",
+            "w",
+            json!({"pk": task["id"], "data": {"list_id": 999}}),
+        ), // 409
+        frame(
+            "tasks",
+            "patch",
+            "w",
+            json!({"pk": task["id"], "data": {"done": "yes"}}),
+        ), // type
+        frame(
+            "tasks",
+            "create",
+            "w",
+            json!({"data": {"text": "b", "list_id": 999}}),
+        ), // 409
+        frame("tasks", "create", "w", json!({"data": {"list_id": list}})), // required
+    ];
+    for attempt in attempts {
+        let reply = writer.request(attempt.clone()).await;
+        let status = reply["payload"]["response_status"].as_i64().unwrap();
+        assert!(status == 400 || status == 409, "{attempt}: {reply}");
+    }
+    sub.expect_silence(QUIET).await;
+    let reply = writer.request(frame("tasks", "list", "w", json!({}))).await;
+    assert_eq!(reply["payload"]["data"]["results"], json!([task]));
+}
+
+#[tokio::test]
+async fn seq_strictly_increases_per_stream() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut writer = server.ws().await;
+    let mut sub = server.ws().await;
+    let start = subscribe_group(&mut sub, "g", list).await;
+    let mut list_sub = server.ws().await;
+    subscribe_instance(&mut list_sub, "lists", "l", &json!(list)).await;
+
+    let mut last = start;
+    for i in 0..20 {
+        let task = common::create_task(&mut writer, &format!("t{i}"), list).await;
+        let seq = check_event(&sub.recv_event().await, "create", "g", &task);
+        assert!(seq > last, "seq {seq} after {last}");
+        last = seq;
+    }
+    // The lists stream counts on its own: its first change after the create is its seq 2.
+    let reply = writer
+        .request(frame(
+            "lists",
+            "patch",
+            "w",
+            json!({"pk": list, "data": {"name": "renamed"}}),
+        ))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 200);
+    let event = list_sub.recv_event().await;
+    assert_eq!(event["stream"], "lists");
+    assert_eq!(event["payload"]["seq"], 2);
+    assert_eq!(
+        event["payload"]["data"],
+        json!({"id": list, "name": "renamed"})
+    );
+}
+
+#[tokio::test]
+async fn subscribe_reply_seq_is_the_position_events_follow() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut writer = server.ws().await;
+    for i in 0..3 {
+        common::create_task(&mut writer, &format!("t{i}"), list).await;
+    }
+    let mut sub = server.ws().await;
+    // Wait until the feed has handed out the three creates (it follows the committed log).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while server.app.hub().delivered("tasks") < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "feed did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seq = subscribe_group(&mut sub, "g", list).await;
+    assert_eq!(seq, 3);
+    let task = common::create_task(&mut writer, "t3", list).await;
+    assert_eq!(
+        check_event(&sub.recv_event().await, "create", "g", &task),
+        4
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_list_tells_every_subscriber_of_its_tasks() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut writer = server.ws().await;
+    let a = common::create_task(&mut writer, "a", list).await;
+    let b = common::create_task(&mut writer, "b", list).await;
+    let mut sub = server.ws().await;
+    subscribe_group(&mut sub, "g", list).await;
+    subscribe_instance(&mut sub, "lists", "list", &json!(list)).await;
+
+    let reply = writer
+        .request(frame("lists", "delete", "w", json!({"pk": list})))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 204);
+    let mut deleted = Vec::new();
+    for _ in 0..3 {
+        let event = sub.recv_event().await;
+        assert_eq!(event["payload"]["action"], "delete");
+        deleted.push((
+            event["stream"].clone(),
+            event["payload"]["data"]["pk"].clone(),
+        ));
+    }
+    deleted.sort_by_key(|(s, pk)| (s.to_string(), pk.to_string()));
+    assert_eq!(
+        deleted,
+        vec![
+            (json!("lists"), json!(list)),
+            (json!("tasks"), a["id"].clone()),
+            (json!("tasks"), b["id"].clone()),
+        ]
+    );
+    sub.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn a_malformed_frame_does_not_disturb_other_connections() {
+    let server = common::server().await;
+    let list = common::create_list(&server, "L").await;
+    let mut sub = server.ws().await;
+    subscribe_group(&mut sub, "g", list).await;
+    let mut rogue = server.ws().await;
+    for junk in ["{", "[]", "\u{0}", r#"{"stream": null, "payload": {}}"#] {
+        rogue.send_text(junk).await;
+        assert_eq!(rogue.recv_reply().await["payload"]["response_status"], 400);
+    }
+    let task = common::create_task(&mut rogue, "fine", list).await;
+    check_event(&sub.recv_event().await, "create", "g", &task);
+}
