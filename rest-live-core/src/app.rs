@@ -41,6 +41,37 @@ pub struct Config {
     pub max_subscriptions: usize,
     /// How often the feed polls the change log for commits of other processes.
     pub poll_interval: Duration,
+    /// How much of the change log is kept for clients resuming with `since`.
+    pub retention: Retention,
+    /// How often the change log is pruned.
+    pub prune_interval: Duration,
+    /// Sustained requests per second one WebSocket connection may make (0: no limit); beyond
+    /// it, requests are answered 429.
+    pub requests_per_second: f64,
+    /// Requests a connection may make in a burst above the sustained rate.
+    pub request_burst: f64,
+    /// Largest group a `snapshot: true` subscription returns; a larger one is 400.
+    pub max_snapshot: i64,
+    /// How long a connection being closed (4008, 4003) gets to flush its close frame.
+    pub close_grace: Duration,
+}
+
+/// Change-log retention. A client resuming from before what is kept gets 410 and refetches.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Changes older than this are pruned.
+    pub max_age: Option<Duration>,
+    /// Per stream, at most this many of the newest changes are kept.
+    pub max_rows: Option<i64>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_rows: Some(1_000_000),
+        }
+    }
 }
 
 impl Default for Config {
@@ -57,6 +88,12 @@ impl Default for Config {
             outgoing_queue: 1024,
             max_subscriptions: 1000,
             poll_interval: Duration::from_millis(500),
+            retention: Retention::default(),
+            prune_interval: Duration::from_secs(60),
+            requests_per_second: 1000.0,
+            request_burst: 1000.0,
+            max_snapshot: 10_000,
+            close_grace: Duration::from_secs(5),
         }
     }
 }
@@ -93,12 +130,14 @@ struct AppInner {
     registry: Registry,
     store: Store,
     hub: Arc<Hub>,
-    feed: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Drop for AppInner {
     fn drop(&mut self) {
-        self.feed.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 
@@ -131,6 +170,12 @@ impl App {
     /// Answers one HTTP API request.
     pub async fn http(&self, principal: &Principal, request: HttpRequest) -> HttpResponse {
         http::handle(self, principal, request).await
+    }
+
+    /// Prunes the change log now, per [`Config::retention`]; returns how many changes went.
+    /// (It also runs every [`Config::prune_interval`].)
+    pub async fn prune_now(&self) -> Result<usize, ApiError> {
+        prune(&self.inner.store, &self.inner.config.retention).await
     }
 
     /// Runs `f` in one write transaction: its writes commit together and their events go out
@@ -245,6 +290,23 @@ impl AppBuilder {
             last_id,
             self.config.poll_interval,
         );
+        let pruner = {
+            let (store, retention, every) = (
+                store.clone(),
+                self.config.retention.clone(),
+                self.config.prune_interval,
+            );
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match prune(&store, &retention).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(removed = n, "change log pruned"),
+                        Err(error) => tracing::warn!(%error, "pruning the change log failed"),
+                    }
+                }
+            })
+        };
         tracing::info!(streams = ?registry.streams(), "rest-live application ready");
         Ok(App {
             inner: Arc::new(AppInner {
@@ -252,8 +314,21 @@ impl AppBuilder {
                 registry,
                 store,
                 hub,
-                feed,
+                tasks: vec![feed, pruner],
             }),
         })
     }
+}
+
+async fn prune(store: &Store, retention: &Retention) -> Result<usize, ApiError> {
+    let cutoff = retention.max_age.map(|age| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.saturating_sub(age).as_millis() as i64
+    });
+    let keep = retention.max_rows;
+    store
+        .maintain(move |c| Ok(changelog::prune(c, cutoff, keep)?))
+        .await
 }

@@ -61,6 +61,15 @@ pub trait Binding: Send + Sync + 'static {
         offset: i64,
     ) -> Result<Box<RawValue>, ApiError>;
     fn retrieve(&self, conn: AnyConn<'_>, pk: &Input) -> Result<Box<RawValue>, ApiError>;
+    /// The members of one group (`key` = canonical JSON `value`), in pk order: their total count
+    /// and at most `limit` of them as a JSON array.
+    fn members(
+        &self,
+        conn: AnyConn<'_>,
+        key: &str,
+        value: &str,
+        limit: i64,
+    ) -> Result<(i64, Box<RawValue>), ApiError>;
     fn create(&self, tx: &mut Tx<'_>, data: &Map<String, Value>) -> Result<Written, ApiError>;
     fn update(
         &self,
@@ -144,6 +153,19 @@ impl<R: Resource> Binding for Bound<R> {
         let pk = parse_pk::<R>(pk)?;
         let row = R::db_get(conn, &pk)?.ok_or(ApiError::NotFound)?;
         to_raw(&row)
+    }
+
+    fn members(
+        &self,
+        conn: AnyConn<'_>,
+        key: &str,
+        value: &str,
+        limit: i64,
+    ) -> Result<(i64, Box<RawValue>), ApiError> {
+        let value: Value = serde_json::from_str(value).map_err(ApiError::internal)?;
+        let filters = parse_filters::<R>(std::iter::once((key, FilterValue::Json(&value))))?;
+        let (count, rows) = R::db_list(conn, &filters, Some(limit), 0)?;
+        Ok((count, to_raw(&rows)?))
     }
 
     fn create(&self, tx: &mut Tx<'_>, data: &Map<String, Value>) -> Result<Written, ApiError> {

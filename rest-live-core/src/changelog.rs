@@ -179,3 +179,86 @@ pub fn heads(conn: AnyConn<'_>) -> QueryResult<(i64, Vec<(String, i64)>)> {
         Ok((max_id.unwrap_or(0), seqs))
     })
 }
+
+/// Changes of one stream with `after < seq <= upto`, in seq order, at most `limit`.
+pub fn read_stream(
+    conn: AnyConn<'_>,
+    stream: &str,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> QueryResult<Vec<Change>> {
+    use rest_live_changes::dsl as ch;
+    let rows: Vec<ChangeRow> = crate::__with_conn!(conn, |c| {
+        ch::rest_live_changes
+            .filter(ch::stream.eq(stream))
+            .filter(ch::seq.gt(after))
+            .filter(ch::seq.le(upto))
+            .order(ch::seq.asc())
+            .limit(limit)
+            .load(c)
+    })?;
+    Ok(rows.into_iter().filter_map(from_row).collect())
+}
+
+/// How many changes of `stream` with `after < seq <= upto` the log still holds. Seqs of a stream
+/// have no gaps (a rolled-back write rolls back its seq too), so the log reaches back to `after`
+/// exactly when this is `upto - after`.
+pub fn count_stream(conn: AnyConn<'_>, stream: &str, after: i64, upto: i64) -> QueryResult<i64> {
+    use rest_live_changes::dsl as ch;
+    crate::__with_conn!(conn, |c| {
+        ch::rest_live_changes
+            .filter(ch::stream.eq(stream))
+            .filter(ch::seq.gt(after))
+            .filter(ch::seq.le(upto))
+            .count()
+            .get_result(c)
+    })
+}
+
+/// The last committed seq of `stream` (as seen by the caller's transaction).
+pub fn stream_head(conn: AnyConn<'_>, stream: &str) -> QueryResult<i64> {
+    use rest_live_streams::dsl as st;
+    let seq: Option<i64> = crate::__with_conn!(conn, |c| {
+        st::rest_live_streams
+            .find(stream)
+            .select(st::last_seq)
+            .first(c)
+            .optional()
+    })?;
+    Ok(seq.unwrap_or(0))
+}
+
+/// Deletes changes committed before `older_than_ms` and, per stream, all but the newest
+/// `keep_rows`. Returns how many rows went.
+pub fn prune(
+    mut conn: AnyConn<'_>,
+    older_than_ms: Option<i64>,
+    keep_rows: Option<i64>,
+) -> QueryResult<usize> {
+    use rest_live_changes::dsl as ch;
+    let mut removed = 0;
+    if let Some(cutoff) = older_than_ms {
+        removed += crate::__with_conn!(conn.reborrow(), |c| {
+            diesel::delete(ch::rest_live_changes.filter(ch::committed_at.lt(cutoff))).execute(c)
+        })?;
+    }
+    if let Some(keep) = keep_rows {
+        let (_, heads) = heads(conn.reborrow())?;
+        for (stream, last) in heads {
+            let below = last - keep;
+            if below <= 0 {
+                continue;
+            }
+            removed += crate::__with_conn!(conn.reborrow(), |c| {
+                diesel::delete(
+                    ch::rest_live_changes
+                        .filter(ch::stream.eq(&stream))
+                        .filter(ch::seq.le(below)),
+                )
+                .execute(c)
+            })?;
+        }
+    }
+    Ok(removed)
+}

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -14,8 +15,9 @@ use crate::actions::{self, Op};
 use crate::app::App;
 use crate::auth::Principal;
 use crate::binding::{Binding, Input};
+use crate::changelog;
 use crate::error::ApiError;
-use crate::hub::{Subscriber, Target};
+use crate::hub::{Subscriber, Target, event_data};
 use crate::protocol::{self, Request, to_raw};
 
 /// Why the server closes a connection: a WebSocket close code and reason.
@@ -55,8 +57,16 @@ impl Outbox {
         self.id
     }
 
+    /// How many frames the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.frames.max_capacity()
+    }
+
     /// Queues an event without waiting; a full queue closes the connection (4008).
     pub fn push_event(&self, frame: Bytes) {
+        if self.close.borrow().is_some() {
+            return;
+        }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.frames.try_send(frame) {
             tracing::warn!(
                 connection = self.id,
@@ -64,6 +74,12 @@ impl Outbox {
             );
             self.close(CloseReason::SLOW_CONSUMER);
         }
+    }
+
+    /// Queues a frame, waiting for room (replies and replays: the reader waits, not the hub).
+    /// False once the connection is gone.
+    pub async fn send(&self, frame: Bytes) -> bool {
+        self.frames.send(frame).await.is_ok()
     }
 
     /// Asks the writer to close the connection (the first reason wins).
@@ -94,18 +110,64 @@ struct Subscription {
     request_id: Arc<str>,
 }
 
+/// What a handler did: a reply still to send, or everything already sent (a reply followed by a
+/// replay must go out in that order).
+enum Handled {
+    Reply(u16, Option<Box<RawValue>>),
+    Sent,
+}
+
+/// A per-connection token bucket.
+struct Throttle {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl Throttle {
+    fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            rate,
+            burst: burst.max(1.0),
+            tokens: burst.max(1.0),
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Takes a token; false when the connection is over its rate.
+    fn admit(&mut self) -> bool {
+        if self.rate <= 0.0 {
+            return true;
+        }
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// The receiving side of one connection.
 pub struct Connection {
     app: App,
     principal: Principal,
     outbox: Arc<Outbox>,
     subscriptions: Vec<Subscription>,
+    throttle: Throttle,
 }
 
 impl Connection {
     pub(crate) fn open(app: App, principal: Principal) -> (Self, Outgoing) {
-        let (frames_tx, frames_rx) = mpsc::channel(app.config().outgoing_queue.max(1));
+        let config = app.config();
+        let (frames_tx, frames_rx) = mpsc::channel(config.outgoing_queue.max(1));
         let (close_tx, close_rx) = watch::channel(None);
+        let throttle = Throttle::new(config.requests_per_second, config.request_burst);
         let outbox = Arc::new(Outbox {
             id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
             frames: frames_tx,
@@ -116,6 +178,7 @@ impl Connection {
             principal,
             outbox,
             subscriptions: Vec::new(),
+            throttle,
         };
         let outgoing = Outgoing {
             frames: frames_rx,
@@ -137,44 +200,63 @@ impl Connection {
         self.outbox.close(reason);
     }
 
+    /// A receiver that changes when the connection is told to close (the adapter stops reading).
+    pub fn closing(&self) -> watch::Receiver<Option<CloseReason>> {
+        self.outbox.close.subscribe()
+    }
+
     /// Handles one text frame and queues its reply. Returns false once the connection is gone.
     pub async fn handle_text(&mut self, text: &str) -> bool {
-        let reply = match protocol::decode(text) {
-            Err(rejected) => protocol::error_frame(
-                rejected.stream.as_deref(),
-                rejected.action.as_deref(),
-                &rejected.request_id,
-                &rejected.error,
-            ),
-            Ok(request) => {
-                let result = self.dispatch(&request).await;
-                let (stream, action) = (Some(request.stream.as_str()), request.action.as_deref());
-                match result {
-                    Ok((status, data)) => protocol::reply_frame(
-                        stream,
-                        action,
-                        &request.request_id,
-                        status,
-                        &[],
-                        data.as_deref(),
-                    ),
-                    Err(error) => {
-                        protocol::error_frame(stream, action, &request.request_id, &error)
-                    }
-                }
+        let request = match protocol::decode(text) {
+            Ok(request) => request,
+            Err(rejected) => {
+                let error = if self.throttle.admit() {
+                    rejected.error
+                } else {
+                    ApiError::Throttled
+                };
+                let reply = protocol::error_frame(
+                    rejected.stream.as_deref(),
+                    rejected.action.as_deref(),
+                    &rejected.request_id,
+                    &error,
+                );
+                return self.outbox.send(reply).await;
             }
         };
-        self.outbox.frames.send(reply).await.is_ok()
+        let result = if self.throttle.admit() {
+            self.dispatch(&request).await
+        } else {
+            Err(ApiError::Throttled)
+        };
+        let (stream, action) = (Some(request.stream.as_str()), request.action.as_deref());
+        let reply = match result {
+            Ok(Handled::Sent) => return !self.outbox.frames.is_closed(),
+            Ok(Handled::Reply(status, data)) => protocol::reply_frame(
+                stream,
+                action,
+                &request.request_id,
+                status,
+                &[],
+                data.as_deref(),
+            ),
+            Err(error) => protocol::error_frame(stream, action, &request.request_id, &error),
+        };
+        self.outbox.send(reply).await
     }
 
     /// Answers a binary frame: the protocol is JSON text only.
     pub async fn handle_binary(&mut self) -> bool {
-        let error = ApiError::bad_request("Binary frames are not supported: send JSON text.");
+        let error = if self.throttle.admit() {
+            ApiError::bad_request("Binary frames are not supported: send JSON text.")
+        } else {
+            ApiError::Throttled
+        };
         let reply = protocol::error_frame(None, None, &Value::Null, &error);
-        self.outbox.frames.send(reply).await.is_ok()
+        self.outbox.send(reply).await
     }
 
-    async fn dispatch(&mut self, req: &Request) -> Result<(u16, Option<Box<RawValue>>), ApiError> {
+    async fn dispatch(&mut self, req: &Request) -> Result<Handled, ApiError> {
         let binding = self
             .app
             .registry()
@@ -212,19 +294,19 @@ impl Connection {
             "delete" => Op::Delete { pk: pk_arg(p)? },
             "subscribe_instance" => return self.subscribe_instance(binding, req).await,
             "unsubscribe_instance" => return self.unsubscribe_instance(binding, req),
-            "subscribe" => return self.subscribe_group(binding, req),
+            "subscribe" => return self.subscribe_group(binding, req).await,
             "unsubscribe" => return self.unsubscribe_group(binding, req),
             other => return Err(ApiError::MethodNotAllowed(Some(other.to_owned()))),
         };
         let outcome = actions::execute(&self.app, &self.principal, binding, op).await?;
-        Ok((outcome.status, outcome.data))
+        Ok(Handled::Reply(outcome.status, outcome.data))
     }
 
     async fn subscribe_instance(
         &mut self,
         binding: &'static dyn Binding,
         req: &Request,
-    ) -> Result<(u16, Option<Box<RawValue>>), ApiError> {
+    ) -> Result<Handled, ApiError> {
         let meta = binding.meta();
         if !meta.instance_subscribable {
             return Err(ApiError::MethodNotAllowed(Some(
@@ -233,16 +315,21 @@ impl Connection {
         }
         let pk = pk_arg(&req.payload)?;
         let key = binding.canonical_pk(&pk)?;
-        // Only an object the principal can read can be followed.
-        actions::execute(&self.app, &self.principal, binding, Op::Retrieve { pk }).await?;
-        self.register(meta.stream, Target::Instance(key), &req.request_id)
+        let options = SubscribeOptions::parse(&req.payload, false)?;
+        if options.since.is_none() {
+            // Only an object that exists (and that the principal can read) can be followed; a
+            // client resuming with `since` learns from the replay what became of it.
+            actions::execute(&self.app, &self.principal, binding, Op::Retrieve { pk }).await?;
+        }
+        self.subscribe(binding, Target::Instance(key), &req.request_id, options)
+            .await
     }
 
     fn unsubscribe_instance(
         &mut self,
         binding: &'static dyn Binding,
         req: &Request,
-    ) -> Result<(u16, Option<Box<RawValue>>), ApiError> {
+    ) -> Result<Handled, ApiError> {
         let meta = binding.meta();
         if !meta.instance_subscribable {
             return Err(ApiError::MethodNotAllowed(Some(
@@ -254,11 +341,11 @@ impl Connection {
         self.unregister(meta.stream, |t| *t == target, &req.request_id)
     }
 
-    fn subscribe_group(
+    async fn subscribe_group(
         &mut self,
         binding: &'static dyn Binding,
         req: &Request,
-    ) -> Result<(u16, Option<Box<RawValue>>), ApiError> {
+    ) -> Result<Handled, ApiError> {
         let meta = binding.meta();
         if meta.group_keys.is_empty() {
             return Err(ApiError::MethodNotAllowed(Some("subscribe".into())));
@@ -282,14 +369,16 @@ impl Connection {
         let value = binding
             .canonical_group(key, value)
             .ok_or(ApiError::NotFound)??;
-        self.register(meta.stream, Target::Group(key, value), &req.request_id)
+        let options = SubscribeOptions::parse(&req.payload, true)?;
+        self.subscribe(binding, Target::Group(key, value), &req.request_id, options)
+            .await
     }
 
     fn unsubscribe_group(
         &mut self,
         binding: &'static dyn Binding,
         req: &Request,
-    ) -> Result<(u16, Option<Box<RawValue>>), ApiError> {
+    ) -> Result<Handled, ApiError> {
         let meta = binding.meta();
         if meta.group_keys.is_empty() {
             return Err(ApiError::MethodNotAllowed(Some("unsubscribe".into())));
@@ -301,36 +390,197 @@ impl Connection {
         )
     }
 
-    fn register(
+    /// Registers a subscription and answers it: plainly, after replaying the log from `since`, or
+    /// with a snapshot of the group, so that no change is missed or sent twice at the seam.
+    async fn subscribe(
         &mut self,
-        stream: &'static str,
+        binding: &'static dyn Binding,
         target: Target,
         request_id: &Value,
-    ) -> Result<(u16, Option<Box<RawValue>>), ApiError> {
+        options: SubscribeOptions,
+    ) -> Result<Handled, ApiError> {
+        let stream = binding.meta().stream;
         let request_id: Arc<str> = Arc::from(request_id.to_string());
-        let exists = self
+        let position = self
             .subscriptions
             .iter()
-            .any(|s| s.stream == stream && s.target == target && s.request_id == request_id);
-        let limit = self.app.config().max_subscriptions;
-        if !exists && self.subscriptions.len() >= limit {
+            .position(|s| s.stream == stream && s.target == target && s.request_id == request_id);
+        let pending = options.since.is_some() || options.snapshot;
+        match position {
+            // The same subscription again: a plain one stays as it is...
+            Some(_) if !pending => {
+                let seq = self.app.hub().delivered(stream);
+                return Ok(Handled::Reply(201, Some(to_raw(&json!({ "seq": seq }))?)));
+            }
+            // ...one that resumes or wants a snapshot starts over.
+            Some(i) => {
+                let old = self.subscriptions.swap_remove(i);
+                self.app
+                    .hub()
+                    .unsubscribe(stream, &old.target, self.outbox.id, &old.request_id);
+            }
+            None => {
+                let limit = self.app.config().max_subscriptions;
+                if self.subscriptions.len() >= limit {
+                    return Err(ApiError::bad_request(format!(
+                        "Too many subscriptions on this connection (limit {limit})."
+                    )));
+                }
+            }
+        }
+        let subscriber = Subscriber::new(self.outbox.clone(), request_id.clone(), pending);
+        let (start, _) = self
+            .app
+            .hub()
+            .subscribe(stream, &target, subscriber.clone());
+        self.subscriptions.push(Subscription {
+            stream,
+            target: target.clone(),
+            request_id: request_id.clone(),
+        });
+        let result = if let Some(since) = options.since {
+            self.replay(binding, &target, &subscriber, since, start)
+                .await
+        } else if options.snapshot {
+            self.snapshot(binding, &target, &subscriber).await
+        } else {
+            return Ok(Handled::Reply(201, Some(to_raw(&json!({ "seq": start }))?)));
+        };
+        if result.is_err() {
+            self.subscriptions.retain(|s| {
+                !(s.stream == stream && s.target == target && s.request_id == request_id)
+            });
+            self.app
+                .hub()
+                .unsubscribe(stream, &target, self.outbox.id, &request_id);
+        }
+        result
+    }
+
+    /// Replies, then sends every change of the subscription in `(since, start]` in order, then
+    /// releases the live events held since `start`.
+    async fn replay(
+        &mut self,
+        binding: &'static dyn Binding,
+        target: &Target,
+        subscriber: &Subscriber,
+        since: i64,
+        start: i64,
+    ) -> Result<Handled, ApiError> {
+        let stream = binding.meta().stream;
+        if since > start {
+            // A seq this log never handed out: the client's state comes from another history.
+            return Err(ApiError::ResyncRequired);
+        }
+        let retained = self
+            .app
+            .store()
+            .read(move |c| Ok(changelog::count_stream(c, stream, since, start)?))
+            .await?;
+        if retained != start - since {
+            return Err(ApiError::ResyncRequired);
+        }
+        let reply = protocol::reply_frame(
+            Some(stream),
+            Some(self.current_action(target)),
+            &serde_json::from_str(&subscriber.request_id).unwrap_or(Value::Null),
+            201,
+            &[],
+            Some(&to_raw(&json!({ "seq": start }))?),
+        );
+        if !self.outbox.send(reply).await {
+            return Ok(Handled::Sent);
+        }
+        let mut cursor = since;
+        while cursor < start {
+            let from = cursor;
+            let batch = self
+                .app
+                .store()
+                .read(move |c| {
+                    Ok(changelog::read_stream(
+                        c,
+                        stream,
+                        from,
+                        start,
+                        REPLAY_BATCH,
+                    )?)
+                })
+                .await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            cursor = last.seq;
+            for change in &batch {
+                if let Some(action) = target.action_for(change) {
+                    let frame = protocol::event_frame(
+                        stream,
+                        action,
+                        &subscriber.request_id,
+                        change.seq,
+                        &event_data(change, action),
+                    );
+                    if !self.outbox.send(frame).await {
+                        return Ok(Handled::Sent);
+                    }
+                }
+            }
+        }
+        subscriber.release(start);
+        Ok(Handled::Sent)
+    }
+
+    /// Replies with the group's members and the seq they are current at, then releases the live
+    /// events after that seq.
+    async fn snapshot(
+        &mut self,
+        binding: &'static dyn Binding,
+        target: &Target,
+        subscriber: &Subscriber,
+    ) -> Result<Handled, ApiError> {
+        let Target::Group(key, value) = target.clone() else {
+            return Err(ApiError::bad_request(
+                "\"snapshot\" is for group subscriptions.",
+            ));
+        };
+        let stream = binding.meta().stream;
+        let max = self.app.config().max_snapshot;
+        // One read transaction: the members are exactly those as of `seq`.
+        let (seq, count, results) = self
+            .app
+            .store()
+            .read(move |mut c| {
+                let seq = changelog::stream_head(c.reborrow(), stream)?;
+                let (count, results) = binding.members(c, key, &value, max)?;
+                Ok((seq, count, results))
+            })
+            .await?;
+        if count > max {
             return Err(ApiError::bad_request(format!(
-                "Too many subscriptions on this connection (limit {limit})."
+                "The group has {count} members, more than a snapshot holds ({max}): use list."
             )));
         }
-        let subscriber = Subscriber {
-            outbox: self.outbox.clone(),
-            request_id: request_id.clone(),
-        };
-        let seq = self.app.hub().subscribe(stream, &target, subscriber);
-        if !exists {
-            self.subscriptions.push(Subscription {
-                stream,
-                target,
-                request_id,
-            });
+        let data = format!("{{\"seq\":{seq},\"results\":{}}}", results.get());
+        let data = RawValue::from_string(data).map_err(ApiError::internal)?;
+        let reply = protocol::reply_frame(
+            Some(stream),
+            Some("subscribe"),
+            &serde_json::from_str(&subscriber.request_id).unwrap_or(Value::Null),
+            201,
+            &[],
+            Some(&data),
+        );
+        if self.outbox.send(reply).await {
+            subscriber.release(seq);
         }
-        Ok((201, Some(to_raw(&json!({ "seq": seq }))?)))
+        Ok(Handled::Sent)
+    }
+
+    fn current_action(&self, target: &Target) -> &'static str {
+        match target {
+            Target::Instance(_) => "subscribe_instance",
+            Target::Group(..) => "subscribe",
+        }
     }
 
     fn unregister(
@@ -338,7 +588,7 @@ impl Connection {
         stream: &'static str,
         matches: impl Fn(&Target) -> bool,
         request_id: &Value,
-    ) -> Result<(u16, Option<Box<RawValue>>), ApiError> {
+    ) -> Result<Handled, ApiError> {
         let request_id = request_id.to_string();
         let hub = self.app.hub();
         let conn = self.outbox.id;
@@ -353,7 +603,43 @@ impl Connection {
         if self.subscriptions.len() == before {
             return Err(ApiError::NotFound);
         }
-        Ok((204, None))
+        Ok(Handled::Reply(204, None))
+    }
+}
+
+/// Changes read from the log per query while replaying.
+const REPLAY_BATCH: i64 = 500;
+
+/// `since` and `snapshot` of a subscribe request.
+struct SubscribeOptions {
+    since: Option<i64>,
+    snapshot: bool,
+}
+
+impl SubscribeOptions {
+    fn parse(payload: &Map<String, Value>, group: bool) -> Result<Self, ApiError> {
+        let since = match payload.get("since") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().filter(|s| *s >= 0).ok_or_else(|| {
+                ApiError::bad_request("\"since\" must be a non-negative integer.")
+            })?),
+        };
+        let snapshot = match payload.get("snapshot") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(ApiError::bad_request("\"snapshot\" must be a boolean.")),
+        };
+        if snapshot && !group {
+            return Err(ApiError::bad_request(
+                "\"snapshot\" is for group subscriptions (subscribe).",
+            ));
+        }
+        if snapshot && since.is_some() {
+            return Err(ApiError::bad_request(
+                "\"since\" and \"snapshot\" cannot be combined.",
+            ));
+        }
+        Ok(Self { since, snapshot })
     }
 }
 

@@ -69,10 +69,10 @@ async fn route(
     req: HttpRequest,
 ) -> Result<HttpResponse, Failure> {
     let mut segments: &[String] = &req.segments;
-    if let [rest @ .., last] = segments {
-        if last.is_empty() {
-            segments = rest;
-        }
+    if let [rest @ .., last] = segments
+        && last.is_empty()
+    {
+        segments = rest;
     }
     let (stream, pk) = match segments {
         [stream] => (stream, None),

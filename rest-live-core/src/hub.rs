@@ -1,16 +1,20 @@
 //! The subscription index and fan-out. For each committed change it works out which subscription
 //! gets `create`, `update` or `delete`, encodes each distinct frame once, and pushes the shared bytes
 //! into each connection's bounded queue. A full queue closes that connection (4008); nobody waits.
+//!
+//! A subscription can start *pending*: it is registered (so nothing committed after its start is
+//! missed) but its events are held back while the connection replays the log (`since`) or sends a
+//! snapshot, then released in order, skipping what the replay or snapshot already covered.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use crate::changelog::{Change, ChangeAction};
-use crate::connection::Outbox;
+use crate::connection::{CloseReason, Outbox};
 use crate::protocol;
 
 /// What a subscription follows within one stream.
@@ -22,16 +26,110 @@ pub enum Target {
     Group(&'static str, String),
 }
 
+impl Target {
+    /// The event this subscription alone gets for `change`, if any. Group subscriptions see
+    /// changes relative to their group: arriving is `create`, leaving is `delete`.
+    pub fn action_for(&self, change: &Change) -> Option<ChangeAction> {
+        match self {
+            Target::Instance(pk) => {
+                (change.action != ChangeAction::Create && *pk == change.pk).then_some(change.action)
+            }
+            Target::Group(key, value) => {
+                let in_old = group_value(change.old_groups.as_deref(), key).as_ref() == Some(value);
+                let in_new = group_value(change.new_groups.as_deref(), key).as_ref() == Some(value);
+                match (change.action, in_old, in_new) {
+                    (ChangeAction::Create, _, true) => Some(ChangeAction::Create),
+                    (ChangeAction::Delete, true, _) => Some(ChangeAction::Delete),
+                    (ChangeAction::Update, true, true) => Some(ChangeAction::Update),
+                    (ChangeAction::Update, false, true) => Some(ChangeAction::Create),
+                    (ChangeAction::Update, true, false) => Some(ChangeAction::Delete),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// The data an event of `action` carries for `change`.
+pub fn event_data(change: &Change, action: ChangeAction) -> std::borrow::Cow<'_, str> {
+    match action {
+        ChangeAction::Delete => format!("{{\"pk\":{}}}", change.pk).into(),
+        _ => change.row.as_str().into(),
+    }
+}
+
+fn group_value(groups: Option<&str>, key: &str) -> Option<String> {
+    let map: Map<String, Value> = serde_json::from_str(groups?).ok()?;
+    map.get(key).map(Value::to_string)
+}
+
+/// Delivery state of one subscription, shared between the hub and the connection.
+pub struct SubState {
+    /// Only changes with a larger seq are delivered.
+    after: AtomicI64,
+    /// `Some` while pending: held-back frames with their seq.
+    held: Mutex<Option<Vec<(i64, Bytes)>>>,
+}
+
+impl SubState {
+    fn new(pending: bool) -> Arc<Self> {
+        Arc::new(Self {
+            after: AtomicI64::new(0),
+            held: Mutex::new(pending.then(Vec::new)),
+        })
+    }
+}
+
 /// One subscription: where to send, and the `request_id` (as JSON text) its events carry.
 #[derive(Clone)]
 pub struct Subscriber {
     pub outbox: Arc<Outbox>,
     pub request_id: Arc<str>,
+    pub state: Arc<SubState>,
 }
 
 impl Subscriber {
+    /// A live subscriber, or a pending one (see the module docs).
+    pub fn new(outbox: Arc<Outbox>, request_id: Arc<str>, pending: bool) -> Self {
+        Self {
+            outbox,
+            request_id,
+            state: SubState::new(pending),
+        }
+    }
+
     fn same(&self, other: &Subscriber) -> bool {
         self.outbox.id() == other.outbox.id() && self.request_id == other.request_id
+    }
+
+    fn deliver(&self, seq: i64, frame: Bytes) {
+        if seq <= self.state.after.load(Ordering::Acquire) {
+            return;
+        }
+        let mut held = self.state.held.lock().unwrap_or_else(|p| p.into_inner());
+        match held.as_mut() {
+            Some(frames) => {
+                // A pending subscription holds at most one queue's worth, like a live one.
+                if frames.len() >= self.outbox.capacity() {
+                    self.outbox.close(CloseReason::SLOW_CONSUMER);
+                } else {
+                    frames.push((seq, frame));
+                }
+            }
+            None => self.outbox.push_event(frame),
+        }
+    }
+
+    /// Ends the pending phase: frames held with a seq after `after` go out in order, and from now
+    /// on only changes after `after` are delivered.
+    pub fn release(&self, after: i64) {
+        let mut held = self.state.held.lock().unwrap_or_else(|p| p.into_inner());
+        self.state.after.store(after, Ordering::Release);
+        for (seq, frame) in held.take().unwrap_or_default() {
+            if seq > after {
+                self.outbox.push_event(frame);
+            }
+        }
     }
 }
 
@@ -80,10 +178,11 @@ impl Hub {
     }
 
     /// Registers `sub` and returns the seq it starts after. Registering the same subscriber on the
-    /// same target twice is a no-op (one change reaches one subscription at most once).
-    pub fn subscribe(&self, stream: &str, target: &Target, sub: Subscriber) -> i64 {
+    /// same target twice keeps the first (one change reaches one subscription at most once); the
+    /// second return value says whether `sub` was added.
+    pub fn subscribe(&self, stream: &str, target: &Target, sub: Subscriber) -> (i64, bool) {
         let Some(hub) = self.streams.get(stream) else {
-            return 0;
+            return (0, false);
         };
         let mut subs = hub.subs.write().unwrap_or_else(|p| p.into_inner());
         let list = match target {
@@ -95,10 +194,11 @@ impl Hub {
                 .entry(value.clone())
                 .or_default(),
         };
-        if !list.iter().any(|s| s.same(&sub)) {
+        let added = !list.iter().any(|s| s.same(&sub));
+        if added {
             list.push(sub);
         }
-        hub.delivered.load(Ordering::Acquire)
+        (hub.delivered.load(Ordering::Acquire), added)
     }
 
     /// Removes one subscription; false when there was none.
@@ -153,10 +253,10 @@ fn remove_from(
 /// Who gets what for one change.
 fn audience<'a>(subs: &'a Subs, change: &Change) -> Vec<(&'a Subscriber, ChangeAction)> {
     let mut out = Vec::new();
-    if change.action != ChangeAction::Create {
-        if let Some(list) = subs.instance.get(&change.pk) {
-            out.extend(list.iter().map(|s| (s, change.action)));
-        }
+    if change.action != ChangeAction::Create
+        && let Some(list) = subs.instance.get(&change.pk)
+    {
+        out.extend(list.iter().map(|s| (s, change.action)));
     }
     if subs.group.is_empty() {
         return out;
@@ -219,7 +319,6 @@ fn parse_groups(json: Option<&str>) -> Map<String, Value> {
 /// Encodes each distinct (action, request_id) frame once and shares its bytes.
 fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
     let mut frames: Vec<(ChangeAction, &str, Bytes)> = Vec::new();
-    let delete_data = format!("{{\"pk\":{}}}", change.pk);
     for (sub, action) in deliveries {
         let cached = frames
             .iter()
@@ -228,21 +327,17 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
         let frame = match cached {
             Some(frame) => frame,
             None => {
-                let data = match action {
-                    ChangeAction::Delete => delete_data.as_str(),
-                    _ => change.row.as_str(),
-                };
                 let frame = protocol::event_frame(
                     &change.stream,
                     action,
                     &sub.request_id,
                     change.seq,
-                    data,
+                    &event_data(change, action),
                 );
                 frames.push((action, &sub.request_id, frame.clone()));
                 frame
             }
         };
-        sub.outbox.push_event(frame);
+        sub.deliver(change.seq, frame);
     }
 }

@@ -18,7 +18,7 @@ pub mod store;
 
 mod generated;
 
-pub use app::{App, AppBuilder, Config};
+pub use app::{App, AppBuilder, Config, Retention};
 pub use auth::Principal;
 pub use connection::{CloseReason, Connection, Outgoing};
 pub use error::{ApiError, Error, FieldErrors};

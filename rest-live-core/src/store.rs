@@ -206,6 +206,32 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Runs `f` in a write transaction that maintains the framework's own tables (it appends no
+    /// change and wakes nobody).
+    pub async fn maintain<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(AnyConn<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
+        let _permit = self
+            .inner
+            .write_gate
+            .acquire()
+            .await
+            .map_err(ApiError::internal)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || match &inner.pools {
+            Pools::Sqlite(pool) => {
+                let mut conn = pool.get().map_err(ApiError::internal)?;
+                conn.immediate_transaction(|c| f(AnyConn::Sqlite(c)))
+            }
+        })
+        .await
+        .map_err(ApiError::internal)?
+    }
+}
+
 /// An open write transaction. Every write made through it appends its change to the change log, so
 /// it yields its events once (and only if) the transaction commits. Hooks receive it to make
 /// further writes in the same transaction.

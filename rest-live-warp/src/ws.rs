@@ -20,12 +20,20 @@ pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection
 }
 
 async fn serve(app: App, socket: WebSocket) {
+    let grace = app.config().close_grace;
     let (sink, mut stream) = socket.split();
     let (mut connection, outgoing) = app.connect(Principal::anonymous());
+    let mut closing = connection.closing();
     let id = connection.id();
     tracing::debug!(connection = id, "websocket opened");
-    let writer = tokio::spawn(write(sink, outgoing));
-    while let Some(message) = stream.next().await {
+    let writer = tokio::spawn(write(sink, outgoing, grace));
+    loop {
+        let message = tokio::select! {
+            // The server closes this connection (slow reader, revoked): stop reading.
+            _ = closing.changed() => break,
+            message = stream.next() => message,
+        };
+        let Some(message) = message else { break };
         let alive = match message {
             Ok(m) if m.is_text() => match m.to_str() {
                 Ok(text) => connection.handle_text(text).await,
@@ -53,38 +61,45 @@ async fn serve(app: App, socket: WebSocket) {
     tracing::debug!(connection = id, "websocket closed");
 }
 
-async fn write(mut sink: futures_util::stream::SplitSink<WebSocket, Message>, mut out: Outgoing) {
+/// The single writer of a socket: sends queued frames, batching what is waiting into one flush,
+/// until the queue ends or a close is asked for. A close is sent after what was already handed to
+/// the socket, and the socket is dropped if the client does not take it within `grace`.
+async fn write(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut out: Outgoing,
+    grace: std::time::Duration,
+) {
     loop {
-        tokio::select! {
+        let frame = tokio::select! {
             biased;
-            changed = out.close.changed() => {
-                let reason = *out.close.borrow();
-                if let (Ok(()), Some(reason)) = (changed, reason) {
-                    let _ = sink.send(Message::close_with(reason.code, reason.reason)).await;
-                }
-                break;
+            _ = out.close.changed() => break,
+            frame = out.frames.recv() => frame,
+        };
+        let Some(frame) = frame else {
+            let _ = sink.close().await;
+            return;
+        };
+        let send = async {
+            sink.feed(text(frame)).await?;
+            while let Ok(frame) = out.frames.try_recv() {
+                sink.feed(text(frame)).await?;
             }
-            frame = out.frames.recv() => {
-                let Some(frame) = frame else {
-                    let _ = sink.close().await;
-                    break;
-                };
-                if sink.feed(text(frame)).await.is_err() {
-                    break;
-                }
-                // Batch whatever else is queued into one flush.
-                let mut failed = false;
-                while let Ok(frame) = out.frames.try_recv() {
-                    if sink.feed(text(frame)).await.is_err() {
-                        failed = true;
-                        break;
-                    }
-                }
-                if failed || sink.flush().await.is_err() {
-                    break;
-                }
-            }
+            sink.flush().await
+        };
+        // A client that does not read blocks the send; a close must still get through.
+        let sent = tokio::select! {
+            biased;
+            _ = out.close.changed() => break,
+            sent = send => sent,
+        };
+        if sent.is_err() {
+            return;
         }
+    }
+    let reason = *out.close.borrow();
+    if let Some(reason) = reason {
+        let close = sink.send(Message::close_with(reason.code, reason.reason));
+        let _ = tokio::time::timeout(grace, close).await;
     }
 }
 

@@ -17,3 +17,6 @@ CREATE TABLE rest_live_changes (
     committed_at BIGINT NOT NULL,
     UNIQUE (stream, seq)
 );
+
+-- Pruning by age.
+CREATE INDEX rest_live_changes_committed_at ON rest_live_changes (committed_at);
