@@ -71,10 +71,7 @@ impl Hooks for List {
     /// subscriber of those tasks is told (a database cascade would delete them silently).
     fn before_delete(&self, tx: &mut Tx<'_>) -> Result<(), ApiError> {
         let filter = json!({ "list_id": self.id });
-        let filter = filter.as_object().cloned().unwrap_or_default();
-        for task in tx.filter::<Task>(&filter)? {
-            tx.delete(task)?;
-        }
+        tx.delete_where::<Task>(filter.as_object().unwrap_or(&Default::default()))?;
         Ok(())
     }
 

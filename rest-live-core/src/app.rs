@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_migrations::EmbeddedMigrations;
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
 use crate::auth::Principal;
@@ -172,6 +173,33 @@ impl App {
         http::handle(self, principal, request).await
     }
 
+    /// Creates all `rows` in one transaction; each yields its `create` event. This (and the other
+    /// `bulk_*` methods) is the way to make bulk writes: unlike raw SQL, every affected row goes
+    /// through hooks and the change log.
+    pub async fn bulk_create<R: Resource>(&self, rows: Vec<R>) -> Result<Vec<R>, ApiError> {
+        self.transaction(move |tx| tx.create_many(rows)).await
+    }
+
+    /// Applies `change` to every object matching `filters` (a JSON object of equality filters on
+    /// filterable fields, e.g. `json!({"list_id": 1})`) in one transaction; each stored object
+    /// yields its event, and a changed group key moves the object between groups.
+    pub async fn bulk_update<R, F>(&self, filters: Value, change: F) -> Result<Vec<R>, ApiError>
+    where
+        R: Resource,
+        F: FnMut(&mut R) + Send + 'static,
+    {
+        let filters = filter_object(filters)?;
+        self.transaction(move |tx| tx.update_where(&filters, change))
+            .await
+    }
+
+    /// Deletes every object matching `filters` in one transaction; each yields its `delete` event.
+    pub async fn bulk_delete<R: Resource>(&self, filters: Value) -> Result<usize, ApiError> {
+        let filters = filter_object(filters)?;
+        self.transaction(move |tx| tx.delete_where::<R>(&filters))
+            .await
+    }
+
     /// Prunes the change log now, per [`Config::retention`]; returns how many changes went.
     /// (It also runs every [`Config::prune_interval`].)
     pub async fn prune_now(&self) -> Result<usize, ApiError> {
@@ -331,4 +359,12 @@ async fn prune(store: &Store, retention: &Retention) -> Result<usize, ApiError> 
     store
         .maintain(move |c| Ok(changelog::prune(c, cutoff, keep)?))
         .await
+}
+
+fn filter_object(filters: Value) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match filters {
+        Value::Object(map) => Ok(map),
+        Value::Null => Ok(serde_json::Map::new()),
+        _ => Err(ApiError::bad_request("Filters must be a JSON object.")),
+    }
 }

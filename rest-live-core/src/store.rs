@@ -311,6 +311,46 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// Bulk create: every row goes through its hooks and the change log, so each yields its event.
+    pub fn create_many<R: Resource>(
+        &mut self,
+        rows: impl IntoIterator<Item = R>,
+    ) -> Result<Vec<R>, ApiError> {
+        rows.into_iter().map(|row| self.create(row)).collect()
+    }
+
+    /// Bulk update by filter: `change` is applied to every object matching `filters` (equality on
+    /// filterable fields, e.g. `{"list_id": 1}`); each changed object is stored through its hooks
+    /// and the change log (a change of a group key is a move, as for a single update). Returns
+    /// the stored objects.
+    pub fn update_where<R: Resource>(
+        &mut self,
+        filters: &Map<String, Value>,
+        mut change: impl FnMut(&mut R),
+    ) -> Result<Vec<R>, ApiError> {
+        let mut stored = Vec::new();
+        for old in self.filter::<R>(filters)? {
+            let mut new = old.clone();
+            change(&mut new);
+            stored.push(self.update(&old, new)?);
+        }
+        Ok(stored)
+    }
+
+    /// Bulk delete by filter: every matching object is deleted through its hooks and the change
+    /// log. Returns how many were deleted.
+    pub fn delete_where<R: Resource>(
+        &mut self,
+        filters: &Map<String, Value>,
+    ) -> Result<usize, ApiError> {
+        let rows = self.filter::<R>(filters)?;
+        let n = rows.len();
+        for row in rows {
+            self.delete(row)?;
+        }
+        Ok(n)
+    }
+
     fn log<R: Resource>(
         &mut self,
         action: ChangeAction,
