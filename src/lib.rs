@@ -31,9 +31,15 @@
 //!
 //! ## Registrations that vanish
 //! Resources register themselves at link time (`inventory`). A binary that never names the crate
-//! holding them (e.g. your models crate, or your package's `lib.rs` from `main.rs`) silently drops
-//! them. Name the crate (`use my_models as _;`), or register explicitly with
-//! [`AppBuilder::register`], and make start-up fail loudly with [`AppBuilder::expect_streams`].
+//! holding them (e.g. your models crate, or your package's `lib.rs` from `main.rs`) does not link
+//! it, and silently loses them: their streams answer 404. The remedies:
+//! - name the crate: `use my_models as _;` anywhere in the binary;
+//! - or register explicitly: `App::builder().register::<my_models::Task>()` (naming the type links
+//!   the crate too; a type registered both ways counts once);
+//! - and make start-up fail loudly: `.expect_streams(["tasks", …])` makes
+//!   [`AppBuilder::build`] return [`Error::Registry`] naming each missing stream.
+//!
+//! Two resources declaring the same stream stop start-up the same way, naming both types.
 
 pub use rest_live_core::{
     AnyConn, ApiError, App, AppBuilder, CloseReason, Config, Connection, Error, FieldErrors,

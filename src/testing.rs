@@ -31,14 +31,133 @@ use crate::{App, AppBuilder};
 /// How long a helper waits for an expected frame before failing the test.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A rest-live application served on 127.0.0.1 (port 0) over a fresh SQLite file.
+/// A rest-live application served on 127.0.0.1 (port 0) over a fresh database: a SQLite file in
+/// a temporary directory, or, when `REST_LIVE_TEST_DATABASE=postgres`, a new PostgreSQL
+/// database (see [`TestDatabase`]).
 pub struct TestServer {
     pub app: App,
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
-    // Dropped last: the database file lives until the server is gone.
-    _dir: tempfile::TempDir,
+    // Dropped last: the database lives until the server is gone.
+    _database: TestDatabase,
+}
+
+/// A database for one test: a SQLite file in a temporary directory, or a PostgreSQL database
+/// created for the test and dropped after it.
+pub struct TestDatabase {
+    /// The URL to give the app builder.
+    pub url: String,
+    kind: DatabaseKind,
+}
+
+enum DatabaseKind {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    #[cfg(feature = "postgres")]
+    Postgres {
+        admin: String,
+        name: String,
+    },
+}
+
+/// The PostgreSQL server tests use: `REST_LIVE_TEST_POSTGRES_URL`, by default the local one with
+/// trust authentication.
+pub fn postgres_admin_url() -> String {
+    std::env::var("REST_LIVE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Whether `REST_LIVE_TEST_DATABASE=postgres` asks for every test server to run on PostgreSQL.
+pub fn postgres_requested() -> bool {
+    std::env::var("REST_LIVE_TEST_DATABASE").is_ok_and(|v| v.eq_ignore_ascii_case("postgres"))
+}
+
+impl TestDatabase {
+    /// A fresh SQLite file.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self {
+            url,
+            kind: DatabaseKind::Sqlite(dir),
+        }
+    }
+
+    /// A fresh PostgreSQL database on [`postgres_admin_url`]'s server, or why there is none
+    /// (no server, or no PostgreSQL support in this build): tests that need it print the reason
+    /// and skip.
+    pub async fn postgres() -> Result<Self, String> {
+        #[cfg(feature = "postgres")]
+        {
+            use crate::__private::diesel::{self, Connection, RunQueryDsl, pg::PgConnection};
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let admin = postgres_admin_url();
+            let name = format!(
+                "rest_live_test_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let (admin_c, name_c) = (admin.clone(), name.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut conn = PgConnection::establish(&admin_c)
+                    .map_err(|e| format!("PostgreSQL at {admin_c} is not reachable: {e}"))?;
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {name_c} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .map_err(|e| e.to_string())?;
+                diesel::sql_query(format!("CREATE DATABASE {name_c}"))
+                    .execute(&mut conn)
+                    .map_err(|e| format!("cannot create a test database: {e}"))?;
+                Ok::<_, String>(())
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            let base = admin.split('?').next().unwrap_or(&admin);
+            let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+            Ok(Self {
+                url: format!("{base}/{name}"),
+                kind: DatabaseKind::Postgres { admin, name },
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        {
+            Err("this build has no PostgreSQL support (feature `postgres`)".to_owned())
+        }
+    }
+
+    /// The database every [`TestServer`] uses: PostgreSQL if `REST_LIVE_TEST_DATABASE=postgres`,
+    /// else SQLite.
+    ///
+    /// # Panics
+    /// If PostgreSQL was asked for and cannot be had.
+    pub async fn for_tests() -> Self {
+        if postgres_requested() {
+            match Self::postgres().await {
+                Ok(db) => db,
+                Err(reason) => panic!("REST_LIVE_TEST_DATABASE=postgres, but {reason}"),
+            }
+        } else {
+            Self::sqlite()
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        !matches!(self.kind, DatabaseKind::Sqlite(_))
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        #[cfg(feature = "postgres")]
+        if let DatabaseKind::Postgres { admin, name } = &self.kind {
+            use crate::__private::diesel::{self, Connection, RunQueryDsl, pg::PgConnection};
+            // Best effort: CI also removes leftovers before it starts.
+            if let Ok(mut conn) = PgConnection::establish(admin) {
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn);
+            }
+        }
+    }
 }
 
 impl TestServer {
@@ -47,17 +166,23 @@ impl TestServer {
     /// # Panics
     /// If the app does not start: this is a test helper.
     pub async fn start(builder: AppBuilder) -> Self {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self::start_on(builder, TestDatabase::for_tests().await).await
+    }
+
+    /// Builds the app on `database` and serves it.
+    ///
+    /// # Panics
+    /// If the app does not start.
+    pub async fn start_on(builder: AppBuilder, database: TestDatabase) -> Self {
         let app = builder
-            .database_url(url)
+            .database_url(database.url.clone())
             .build()
             .await
             .expect("rest-live app starts");
-        Self::serve(app, dir).await
+        Self::serve(app, database).await
     }
 
-    async fn serve(app: App, dir: tempfile::TempDir) -> Self {
+    async fn serve(app: App, database: TestDatabase) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
@@ -78,7 +203,7 @@ impl TestServer {
             addr,
             shutdown: Some(tx),
             task: Some(task),
-            _dir: dir,
+            _database: database,
         }
     }
 
@@ -132,6 +257,17 @@ pub enum Closed {
     Code(u16),
     /// The stream ended without a close frame.
     Ended,
+}
+
+/// One thing read from the socket by [`WsClient::recv_any`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Received {
+    /// A reply frame (no `seq`).
+    Reply(Value),
+    /// An event frame (with `seq`).
+    Event(Value),
+    /// The socket ended.
+    Closed(Closed),
 }
 
 impl WsClient {
@@ -227,6 +363,76 @@ impl WsClient {
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Closed::Ended,
             }
+        }
+    }
+
+    /// The next frame of either kind, or how the socket ended; `None` if nothing arrives within
+    /// `wait`. Frames kept by earlier calls come first (replies, then events). Unlike the other
+    /// helpers it does not panic when the server closes the socket.
+    pub async fn recv_any(&mut self, wait: Duration) -> Option<Received> {
+        if let Some(reply) = self.replies.pop_front() {
+            return Some(Received::Reply(reply));
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Some(Received::Event(event));
+        }
+        self.read_frame(wait).await
+    }
+
+    /// Like [`request`](Self::request), but a socket that is closed or fails before the reply is
+    /// reported instead of panicking (events arriving meanwhile are kept).
+    ///
+    /// # Panics
+    /// If the socket stays open and no reply arrives within [`RECV_TIMEOUT`].
+    pub async fn try_request(&mut self, frame: Value) -> Result<Value, Closed> {
+        if self
+            .socket
+            .send(Message::text(frame.to_string()))
+            .await
+            .is_err()
+        {
+            return Err(Closed::Ended);
+        }
+        loop {
+            if let Some(reply) = self.replies.pop_front() {
+                return Ok(reply);
+            }
+            match self.read_frame(RECV_TIMEOUT).await.expect("a reply frame") {
+                Received::Reply(reply) => return Ok(reply),
+                Received::Event(event) => self.events.push_back(event),
+                Received::Closed(closed) => return Err(closed),
+            }
+        }
+    }
+
+    /// The events received so far, without waiting for more.
+    pub fn take_events(&mut self) -> Vec<Value> {
+        self.events.drain(..).collect()
+    }
+
+    /// Reads one frame without queueing it; `None` on timeout.
+    async fn read_frame(&mut self, wait: Duration) -> Option<Received> {
+        loop {
+            let next = tokio::time::timeout(wait, self.socket.next()).await.ok()?;
+            let message = match next {
+                Some(Ok(m)) => m,
+                Some(Err(_)) | None => return Some(Received::Closed(Closed::Ended)),
+            };
+            let text = match message {
+                Message::Text(t) => t,
+                Message::Close(frame) => {
+                    let closed = frame.map_or(Closed::Ended, |f| Closed::Code(u16::from(f.code)));
+                    return Some(Received::Closed(closed));
+                }
+                Message::Binary(_) => panic!("the server sent a binary frame"),
+                _ => continue,
+            };
+            let frame: Value = serde_json::from_str(&text).expect("the server sends JSON");
+            return Some(if frame["payload"].get("seq").is_some() {
+                Received::Event(frame)
+            } else {
+                Received::Reply(frame)
+            });
         }
     }
 

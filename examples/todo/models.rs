@@ -6,8 +6,11 @@ use rest_live::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// The app's tables, created at start-up by the app builder.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("examples/todo/migrations/sqlite");
+/// The app's tables, created at start-up by the app builder (the SQL differs per backend).
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("examples/todo/migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations =
+    embed_migrations!("examples/todo/migrations/postgres");
 
 diesel::table! {
     lists (id) {
@@ -102,6 +105,7 @@ impl Hooks for Task {
 /// The app with its migrations; start-up fails if either resource is missing from the binary.
 pub fn builder() -> rest_live::AppBuilder {
     App::builder()
-        .sqlite_migrations(MIGRATIONS)
+        .sqlite_migrations(SQLITE_MIGRATIONS)
+        .postgres_migrations(POSTGRES_MIGRATIONS)
         .expect_streams(["lists", "tasks"])
 }

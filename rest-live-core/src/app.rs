@@ -16,7 +16,7 @@ use crate::http::{self, HttpRequest, HttpResponse};
 use crate::hub::Hub;
 use crate::registry::Registry;
 use crate::resource::Resource;
-use crate::store::{DatabaseUrl, Store, Tx};
+use crate::store::{DatabaseUrl, Migrations, Store, Tx};
 
 /// Settings, each with a default. Every limit is here: nothing is unbounded.
 #[derive(Debug, Clone)]
@@ -40,8 +40,11 @@ pub struct Config {
     pub outgoing_queue: usize,
     /// Subscriptions one connection may hold.
     pub max_subscriptions: usize,
-    /// How often the feed polls the change log for commits of other processes.
+    /// How often the feed polls the change log for commits of other processes. On PostgreSQL the
+    /// listener wakes it at once; polling is the fallback while the listener reconnects.
     pub poll_interval: Duration,
+    /// PostgreSQL: LISTEN for other processes' commits on a dedicated connection.
+    pub listen: bool,
     /// How much of the change log is kept for clients resuming with `since`.
     pub retention: Retention,
     /// How often the change log is pruned.
@@ -89,6 +92,7 @@ impl Default for Config {
             outgoing_queue: 1024,
             max_subscriptions: 1000,
             poll_interval: Duration::from_millis(500),
+            listen: true,
             retention: Retention::default(),
             prune_interval: Duration::from_secs(60),
             requests_per_second: 1000.0,
@@ -103,7 +107,8 @@ impl Config {
     /// Validates and fills in `list` paging.
     pub fn page(&self, limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
         let limit = match limit {
-            None => self.default_page_size,
+            // A default configured above the maximum is clamped like a requested size.
+            None => self.default_page_size.min(self.max_page_size),
             Some(l) if l < 1 => {
                 return Err(ApiError::bad_request("\"limit\": must be at least 1."));
             }
@@ -231,7 +236,7 @@ impl App {
 #[derive(Default)]
 pub struct AppBuilder {
     config: Config,
-    sqlite_migrations: Vec<EmbeddedMigrations>,
+    migrations: Migrations,
     explicit: Vec<&'static dyn Binding>,
     expected: Vec<String>,
 }
@@ -245,7 +250,13 @@ impl AppBuilder {
 
     /// The application's migrations for SQLite, applied after rest-live's own at start-up.
     pub fn sqlite_migrations(mut self, migrations: EmbeddedMigrations) -> Self {
-        self.sqlite_migrations.push(migrations);
+        self.migrations.sqlite.push(migrations);
+        self
+    }
+
+    /// The application's migrations for PostgreSQL, applied after rest-live's own at start-up.
+    pub fn postgres_migrations(mut self, migrations: EmbeddedMigrations) -> Self {
+        self.migrations.postgres.push(migrations);
         self
     }
 
@@ -297,11 +308,11 @@ impl AppBuilder {
         let store = Store::open(
             &url,
             self.config.pool_size,
-            self.sqlite_migrations,
+            self.migrations,
             registry.streams(),
         )
         .await?;
-        let (last_id, seqs) = store
+        let (_, seqs) = store
             .read(|c| Ok(changelog::heads(c)?))
             .await
             .map_err(|e| Error::Database(e.to_string()))?;
@@ -312,12 +323,15 @@ impl AppBuilder {
                 .map_or(0, |(_, seq)| *seq);
             (s, seq)
         })));
-        let feed = crate::feed::spawn(
+        let mut tasks = vec![crate::feed::spawn(
             store.clone(),
             hub.clone(),
-            last_id,
+            registry.streams(),
             self.config.poll_interval,
-        );
+        )];
+        if let Some(listener) = crate::feed::listen(&store, &self.config) {
+            tasks.push(listener);
+        }
         let pruner = {
             let (store, retention, every) = (
                 store.clone(),
@@ -342,7 +356,10 @@ impl AppBuilder {
                 registry,
                 store,
                 hub,
-                tasks: vec![feed, pruner],
+                tasks: {
+                    tasks.push(pruner);
+                    tasks
+                },
             }),
         })
     }

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 use crate::protocol::to_raw;
 use crate::resource::{Resource, ResourceMeta};
-use crate::store::{AnyConn, FilterValue, Tx, parse_filters};
+use crate::store::AnyConn;
+use crate::tx::{FilterValue, Tx, parse_filters};
 
 /// A client-supplied value: JSON (WebSocket, bodies) or text (URL path and query string).
 #[derive(Debug, Clone)]
@@ -181,7 +182,7 @@ impl<R: Resource> Binding for Bound<R> {
         partial: bool,
     ) -> Result<Written, ApiError> {
         let pk = parse_pk::<R>(pk)?;
-        let old: R = tx.get::<R>(&pk)?.ok_or(ApiError::NotFound)?;
+        let old: R = tx.get_for_update::<R>(&pk)?.ok_or(ApiError::NotFound)?;
         let mut new = old.clone();
         new.apply_input(data, partial)?;
         written(&tx.update(&old, new)?)
@@ -189,7 +190,7 @@ impl<R: Resource> Binding for Bound<R> {
 
     fn delete(&self, tx: &mut Tx<'_>, pk: &Input) -> Result<(), ApiError> {
         let pk = parse_pk::<R>(pk)?;
-        let row: R = tx.get::<R>(&pk)?.ok_or(ApiError::NotFound)?;
+        let row: R = tx.get_for_update::<R>(&pk)?.ok_or(ApiError::NotFound)?;
         tx.delete(row)
     }
 }

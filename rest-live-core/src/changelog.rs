@@ -1,10 +1,15 @@
 //! The change log (outbox): one row per write, appended in the writing transaction, with a sequence
 //! number strictly increasing per stream. It is the single source of events.
 //!
-//! Why seq follows commit order: a writer takes `seq` by incrementing its stream's counter row in
-//! `rest_live_streams`, which locks that row until the transaction ends. A second writer of the same
-//! stream waits there, so a larger `seq` of a stream always commits after a smaller one. On SQLite
-//! all writers are serialized anyway, so `id` (global) also follows commit order.
+//! Why seq follows commit order (and why the feed can follow `seq` without ever skipping a change
+//! that commits late): a writer takes `seq` by incrementing its stream's counter row in
+//! `rest_live_streams`, which locks that row until the transaction ends. A second writer of the
+//! same stream waits on that lock, and only reads the counter after the first one committed or
+//! rolled back. So the committed seqs of a stream are always exactly 1..=head, with no hole for a
+//! reader to step over: a reader that has seen seq N can ask for `seq > N` and miss nothing.
+//! (A PostgreSQL sequence or `BIGSERIAL` would not do: those are handed out at insert, not at
+//! commit, so a reader could see 8 before 7 commits.) The price is that writes of one stream are
+//! serialized; writes of different streams are not. On SQLite all writers are serialized anyway.
 
 use diesel::prelude::*;
 
@@ -116,15 +121,60 @@ fn from_row(r: ChangeRow) -> Option<Change> {
 pub fn ensure_streams(mut conn: AnyConn<'_>, streams: &[&str]) -> QueryResult<()> {
     use rest_live_streams::dsl;
     for name in streams {
+        let row = (dsl::stream.eq(*name), dsl::last_seq.eq(0i64));
         match conn.reborrow() {
             AnyConn::Sqlite(c) => {
                 diesel::insert_or_ignore_into(dsl::rest_live_streams)
-                    .values((dsl::stream.eq(*name), dsl::last_seq.eq(0i64)))
+                    .values(row)
+                    .execute(c)?;
+            }
+            #[cfg(feature = "postgres")]
+            AnyConn::Pg(c) => {
+                diesel::insert_into(dsl::rest_live_streams)
+                    .values(row)
+                    .on_conflict_do_nothing()
                     .execute(c)?;
             }
         }
     }
     Ok(())
+}
+
+/// Takes the write lock of `stream` for the rest of the transaction (PostgreSQL: its counter row,
+/// which every write of the stream updates anyway). A no-op on SQLite, whose writers are serial.
+pub fn lock_stream(conn: AnyConn<'_>, stream: &str) -> QueryResult<()> {
+    match conn {
+        AnyConn::Sqlite(_) => {
+            let _ = stream;
+            Ok(())
+        }
+        #[cfg(feature = "postgres")]
+        AnyConn::Pg(c) => {
+            use rest_live_streams::dsl as st;
+            st::rest_live_streams
+                .find(stream)
+                .select(st::last_seq)
+                .for_update()
+                .first::<i64>(c)
+                .optional()
+                .map(|_| ())
+        }
+    }
+}
+
+/// The channel other processes LISTEN on; notified (with no payload: they re-read the log) by
+/// every transaction that appended changes, at its commit.
+pub const NOTIFY_CHANNEL: &str = "rest_live_changes";
+
+#[cfg(feature = "postgres")]
+pub fn notify_commit(conn: AnyConn<'_>) -> QueryResult<()> {
+    match conn {
+        AnyConn::Pg(c) => {
+            diesel::sql_query(format!("NOTIFY {NOTIFY_CHANNEL}")).execute(c)?;
+            Ok(())
+        }
+        AnyConn::Sqlite(_) => Ok(()),
+    }
 }
 
 /// Appends `change` in the caller's transaction and returns its `seq`.
@@ -150,19 +200,6 @@ pub fn append(conn: AnyConn<'_>, change: &NewChange) -> QueryResult<i64> {
             .execute(c)?;
         Ok(seq)
     })
-}
-
-/// Committed changes with `id > after`, oldest first, at most `limit`.
-pub fn read_after(conn: AnyConn<'_>, after: i64, limit: i64) -> QueryResult<Vec<Change>> {
-    use rest_live_changes::dsl as ch;
-    let rows: Vec<ChangeRow> = crate::__with_conn!(conn, |c| {
-        ch::rest_live_changes
-            .filter(ch::id.gt(after))
-            .order(ch::id.asc())
-            .limit(limit)
-            .load(c)
-    })?;
-    Ok(rows.into_iter().filter_map(from_row).collect())
 }
 
 /// The position the feed starts from: the newest change id, and each stream's last seq.

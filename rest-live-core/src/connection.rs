@@ -316,13 +316,17 @@ impl Connection {
         let pk = pk_arg(&req.payload)?;
         let key = binding.canonical_pk(&pk)?;
         let options = SubscribeOptions::parse(&req.payload, false)?;
-        if options.since.is_none() {
-            // Only an object that exists (and that the principal can read) can be followed; a
-            // client resuming with `since` learns from the replay what became of it.
-            actions::execute(&self.app, &self.principal, binding, Op::Retrieve { pk }).await?;
-        }
-        self.subscribe(binding, Target::Instance(key), &req.request_id, options)
-            .await
+        // Without `since`, only an object that exists can be followed (checked with the
+        // registration); a client resuming with `since` learns from the replay what became of it.
+        let must_exist = options.since.is_none().then_some(pk);
+        self.subscribe(
+            binding,
+            Target::Instance(key),
+            &req.request_id,
+            options,
+            must_exist,
+        )
+        .await
     }
 
     fn unsubscribe_instance(
@@ -370,8 +374,14 @@ impl Connection {
             .canonical_group(key, value)
             .ok_or(ApiError::NotFound)??;
         let options = SubscribeOptions::parse(&req.payload, true)?;
-        self.subscribe(binding, Target::Group(key, value), &req.request_id, options)
-            .await
+        self.subscribe(
+            binding,
+            Target::Group(key, value),
+            &req.request_id,
+            options,
+            None,
+        )
+        .await
     }
 
     fn unsubscribe_group(
@@ -392,12 +402,18 @@ impl Connection {
 
     /// Registers a subscription and answers it: plainly, after replaying the log from `since`, or
     /// with a snapshot of the group, so that no change is missed or sent twice at the seam.
+    ///
+    /// Every subscription starts pending and is released at a seq read from the committed log
+    /// after the registration: the reply's `seq` is the log's head as of the subscription, and
+    /// the subscriber gets exactly the changes after it (not, say, the event of a write it made
+    /// and saw answered just before subscribing).
     async fn subscribe(
         &mut self,
         binding: &'static dyn Binding,
         target: Target,
         request_id: &Value,
         options: SubscribeOptions,
+        must_exist: Option<Input>,
     ) -> Result<Handled, ApiError> {
         let stream = binding.meta().stream;
         let request_id: Arc<str> = Arc::from(request_id.to_string());
@@ -405,10 +421,10 @@ impl Connection {
             .subscriptions
             .iter()
             .position(|s| s.stream == stream && s.target == target && s.request_id == request_id);
-        let pending = options.since.is_some() || options.snapshot;
+        let plain = options.since.is_none() && !options.snapshot;
         match position {
             // The same subscription again: a plain one stays as it is...
-            Some(_) if !pending => {
+            Some(_) if plain => {
                 let seq = self.app.hub().delivered(stream);
                 return Ok(Handled::Reply(201, Some(to_raw(&json!({ "seq": seq }))?)));
             }
@@ -428,9 +444,8 @@ impl Connection {
                 }
             }
         }
-        let subscriber = Subscriber::new(self.outbox.clone(), request_id.clone(), pending);
-        let (start, _) = self
-            .app
+        let subscriber = Subscriber::new(self.outbox.clone(), request_id.clone(), true);
+        self.app
             .hub()
             .subscribe(stream, &target, subscriber.clone());
         self.subscriptions.push(Subscription {
@@ -439,12 +454,11 @@ impl Connection {
             request_id: request_id.clone(),
         });
         let result = if let Some(since) = options.since {
-            self.replay(binding, &target, &subscriber, since, start)
-                .await
+            self.replay(binding, &target, &subscriber, since).await
         } else if options.snapshot {
             self.snapshot(binding, &target, &subscriber).await
         } else {
-            return Ok(Handled::Reply(201, Some(to_raw(&json!({ "seq": start }))?)));
+            self.plain(binding, &target, &subscriber, must_exist).await
         };
         if result.is_err() {
             self.subscriptions.retain(|s| {
@@ -457,26 +471,65 @@ impl Connection {
         result
     }
 
-    /// Replies, then sends every change of the subscription in `(since, start]` in order, then
-    /// releases the live events held since `start`.
+    /// Replies with the log's head (checking that a followed object exists as of it), then
+    /// releases the live events after it.
+    async fn plain(
+        &mut self,
+        binding: &'static dyn Binding,
+        target: &Target,
+        subscriber: &Subscriber,
+        must_exist: Option<Input>,
+    ) -> Result<Handled, ApiError> {
+        let stream = binding.meta().stream;
+        let seq = self
+            .app
+            .store()
+            .read(move |mut c| {
+                if let Some(pk) = &must_exist {
+                    binding.retrieve(c.reborrow(), pk)?;
+                }
+                Ok(changelog::stream_head(c, stream)?)
+            })
+            .await?;
+        let reply = protocol::reply_frame(
+            Some(stream),
+            Some(self.current_action(target)),
+            &serde_json::from_str(&subscriber.request_id).unwrap_or(Value::Null),
+            201,
+            &[],
+            Some(&to_raw(&json!({ "seq": seq }))?),
+        );
+        if self.outbox.send(reply).await {
+            subscriber.release(seq);
+        }
+        Ok(Handled::Sent)
+    }
+
+    /// Replies, then sends every change of the subscription in `(since, head]` in order, then
+    /// releases the live events held since the registration that come after `head` (the log's
+    /// head as read after registering: it may be ahead of this process's hub, e.g. when the client
+    /// saw `since` from another process).
     async fn replay(
         &mut self,
         binding: &'static dyn Binding,
         target: &Target,
         subscriber: &Subscriber,
         since: i64,
-        start: i64,
     ) -> Result<Handled, ApiError> {
         let stream = binding.meta().stream;
+        let (start, retained) = self
+            .app
+            .store()
+            .read(move |mut c| {
+                let head = changelog::stream_head(c.reborrow(), stream)?;
+                let retained = changelog::count_stream(c, stream, since, head)?;
+                Ok((head, retained))
+            })
+            .await?;
         if since > start {
             // A seq this log never handed out: the client's state comes from another history.
             return Err(ApiError::ResyncRequired);
         }
-        let retained = self
-            .app
-            .store()
-            .read(move |c| Ok(changelog::count_stream(c, stream, since, start)?))
-            .await?;
         if retained != start - since {
             return Err(ApiError::ResyncRequired);
         }

@@ -1,6 +1,9 @@
-//! The feed follows the committed change log and hands each change to the hub, in order. It wakes
-//! right after a local commit and also polls, which picks up commits of other processes sharing
-//! the database.
+//! The feed follows the committed change log and hands each change to the hub, in seq order per
+//! stream. It wakes right after a local commit, when another process commits (PostgreSQL
+//! LISTEN/NOTIFY, see [`listen`]), and on a timer as the fallback.
+//!
+//! It follows each stream by `seq > delivered`: committed seqs of a stream have no holes (see
+//! [`crate::changelog`]), so this never steps over a change that commits late.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +17,13 @@ use crate::store::Store;
 /// How many changes one read of the log takes.
 const BATCH: i64 = 512;
 
-/// Starts following the log after change `after`.
-pub fn spawn(store: Store, hub: Arc<Hub>, mut after: i64, poll: Duration) -> JoinHandle<()> {
+/// Starts following the log of `streams` from where the hub stands.
+pub fn spawn(
+    store: Store,
+    hub: Arc<Hub>,
+    streams: Vec<&'static str>,
+    poll: Duration,
+) -> JoinHandle<()> {
     let committed = store.committed();
     tokio::spawn(async move {
         loop {
@@ -23,26 +31,94 @@ pub fn spawn(store: Store, hub: Arc<Hub>, mut after: i64, poll: Duration) -> Joi
                 _ = committed.notified() => {}
                 _ = tokio::time::sleep(poll) => {}
             }
-            loop {
-                let from = after;
-                let batch = store
-                    .read(move |c| Ok(changelog::read_after(c, from, BATCH)?))
-                    .await;
-                let changes = match batch {
-                    Ok(changes) => changes,
-                    Err(error) => {
-                        tracing::warn!(%error, "reading the change log failed; retrying");
-                        break;
-                    }
-                };
-                for change in &changes {
-                    hub.publish(change);
-                    after = change.id;
-                }
-                if (changes.len() as i64) < BATCH {
-                    break;
-                }
+            for &stream in &streams {
+                catch_up(&store, &hub, stream).await;
             }
         }
     })
+}
+
+async fn catch_up(store: &Store, hub: &Hub, stream: &'static str) {
+    loop {
+        let after = hub.delivered(stream);
+        let batch = store
+            .read(move |c| Ok(changelog::read_stream(c, stream, after, i64::MAX, BATCH)?))
+            .await;
+        let changes = match batch {
+            Ok(changes) => changes,
+            Err(error) => {
+                tracing::warn!(%error, stream, "reading the change log failed; retrying");
+                return;
+            }
+        };
+        for change in &changes {
+            hub.publish(change);
+        }
+        if (changes.len() as i64) < BATCH {
+            return;
+        }
+    }
+}
+
+/// On PostgreSQL (with [`crate::Config::listen`]), a task that LISTENs for other processes'
+/// commits on a dedicated connection and wakes the feed; it reconnects when the connection drops
+/// (the feed polls meanwhile and catches up from the last seq it delivered).
+#[cfg(feature = "postgres")]
+pub fn listen(store: &Store, config: &crate::Config) -> Option<JoinHandle<()>> {
+    use crate::store::DatabaseUrl;
+    let DatabaseUrl::Postgres(url) = store.url() else {
+        return None;
+    };
+    if !config.listen {
+        return None;
+    }
+    let (url, wake) = (url.clone(), store.committed());
+    Some(tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match listen_once(&url, &wake).await {
+                Ok(()) => tracing::warn!("change-log listener ended; reconnecting"),
+                Err(error) => tracing::warn!(%error, "change-log listener failed; reconnecting"),
+            }
+            // Catch up on whatever was committed while not listening.
+            wake.notify_one();
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }))
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn listen(_store: &Store, _config: &crate::Config) -> Option<JoinHandle<()>> {
+    None
+}
+
+#[cfg(feature = "postgres")]
+async fn listen_once(url: &str, wake: &tokio::sync::Notify) -> Result<(), tokio_postgres::Error> {
+    use futures_util::StreamExt;
+    use tokio_postgres::AsyncMessage;
+
+    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    // The connection must be polled for its messages (spawning it would drop notifications).
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    let statement = format!("LISTEN {}", changelog::NOTIFY_CHANNEL);
+    let listen = client.batch_execute(&statement);
+    tokio::pin!(listen);
+    let mut listening = false;
+    loop {
+        tokio::select! {
+            result = &mut listen, if !listening => {
+                result?;
+                listening = true;
+                tracing::debug!("listening for commits of other processes");
+                wake.notify_one();
+            }
+            message = messages.next() => match message {
+                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error),
+                None => return Ok(()),
+            },
+        }
+    }
 }

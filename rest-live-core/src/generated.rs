@@ -52,6 +52,11 @@ pub fn field<T: DeserializeOwned>(
             errors.add(name, "This field may not be null.");
             None
         }
+        // PostgreSQL cannot store NUL in text; refuse it everywhere so both backends agree.
+        Some(Value::String(s)) if s.contains('\0') => {
+            errors.add(name, "Null characters are not allowed.");
+            None
+        }
         Some(value) => match T::deserialize(value) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -63,6 +68,11 @@ pub fn field<T: DeserializeOwned>(
 }
 
 /// Text whose length `#[resource(max_length = N)]` can check.
+// The message names the attribute: users never meet this trait otherwise.
+#[diagnostic::on_unimplemented(
+    message = "`#[resource(max_length = …)]` needs a text field, not `{Self}`",
+    label = "not text: use `String` or `Option<String>`, or remove `max_length`"
+)]
 pub trait CharLength {
     /// Length in characters; `None` for an absent optional value.
     fn char_length(&self) -> Option<usize>;

@@ -15,6 +15,7 @@ pub mod protocol;
 pub mod registry;
 pub mod resource;
 pub mod store;
+pub mod tx;
 
 mod generated;
 
@@ -48,6 +49,28 @@ pub mod __private {
 /// `$c` bound to the concrete connection and `__Backend` to its backend type. The body is
 /// repeated once per backend compiled into this crate; generated code uses this so that adding a
 /// backend changes this macro only.
+#[cfg(feature = "postgres")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_conn {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::store::AnyConn::Sqlite($c) => {
+                #[allow(dead_code)]
+                type __Backend = $crate::__private::diesel::sqlite::Sqlite;
+                $body
+            }
+            $crate::store::AnyConn::Pg($c) => {
+                #[allow(dead_code)]
+                type __Backend = $crate::__private::diesel::pg::Pg;
+                $body
+            }
+        }
+    };
+}
+
+/// [`__with_conn!`] for a build with SQLite only.
+#[cfg(not(feature = "postgres"))]
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __with_conn {

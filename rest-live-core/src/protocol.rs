@@ -47,10 +47,26 @@ pub fn decode(text: &str) -> Result<Request, Rejected> {
         Some(_) => return Err(unparsable("\"payload\" must be an object.".into())),
         None => return Err(unparsable("\"payload\" is required.".into())),
     };
+    // From here on the payload is an object: a valid request_id in it is echoed by every reply,
+    // so that the client can tell which of its frames was refused.
+    let request_id = match payload.get("request_id") {
+        None => Some(Value::Null),
+        Some(v @ (Value::Null | Value::String(_) | Value::Number(_))) => Some(v.clone()),
+        Some(_) => None,
+    };
+    let echo = || request_id.clone().unwrap_or(Value::Null);
     let stream = match frame.remove("stream") {
         Some(Value::String(s)) => s,
-        Some(_) => return Err(unparsable("\"stream\" must be a string.".into())),
-        None => return Err(unparsable("\"stream\" is required.".into())),
+        other => {
+            let message = match other {
+                Some(_) => "\"stream\" must be a string.",
+                None => "\"stream\" is required.",
+            };
+            return Err(Rejected {
+                request_id: echo(),
+                ..unparsable(message.into())
+            });
+        }
     };
     let action = match payload.get("action") {
         None | Some(Value::Null) => None,
@@ -59,15 +75,14 @@ pub fn decode(text: &str) -> Result<Request, Rejected> {
             return Err(Rejected {
                 stream: Some(stream),
                 action: None,
-                request_id: Value::Null,
+                request_id: echo(),
                 error: ApiError::bad_request("\"action\" must be a string."),
             });
         }
     };
-    let request_id = match payload.get("request_id") {
-        None => Value::Null,
-        Some(v @ (Value::Null | Value::String(_) | Value::Number(_))) => v.clone(),
-        Some(_) => {
+    let request_id = match request_id {
+        Some(request_id) => request_id,
+        None => {
             return Err(Rejected {
                 stream: Some(stream),
                 action,

@@ -1,0 +1,2 @@
+DROP TABLE rest_live_changes;
+DROP TABLE rest_live_streams;
