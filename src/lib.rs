@@ -42,9 +42,9 @@
 //! Two resources declaring the same stream stop start-up the same way, naming both types.
 
 pub use rest_live_core::{
-    AnyConn, ApiError, App, AppBuilder, CloseReason, Config, Connection, Error, FieldErrors,
-    FieldMeta, Hooks, Outgoing, Principal, Resource, ResourceMeta, Tx, actions, changelog,
-    connection, http, hub, protocol, registry,
+    AnyConn, ApiError, App, AppBuilder, Authenticator, CloseReason, Config, Connection, Error,
+    FieldErrors, FieldMeta, Hooks, Outgoing, Principal, Resource, ResourceMeta, Retention,
+    TokenStore, Tx, actions, changelog, connection, http, hub, permissions, protocol, registry,
 };
 pub use rest_live_macros::{resource, subscribable};
 
@@ -61,4 +61,5 @@ pub mod testing;
 /// What a module declaring resources needs.
 pub mod prelude {
     pub use crate::{ApiError, App, FieldErrors, Hooks, Principal, Tx, resource, subscribable};
+    pub use rest_live_core::permissions::{Action, Permissions, Scope};
 }

@@ -214,7 +214,20 @@ impl TestServer {
 
     /// A connected WebSocket client on the app's WebSocket path.
     pub async fn ws(&self) -> WsClient {
-        WsClient::connect(&format!("ws://{}{}", self.addr, self.app.config().ws_path)).await
+        WsClient::connect(&self.ws_url()).await
+    }
+
+    /// A WebSocket client logged in with a bearer token.
+    pub async fn ws_as(&self, token: &str) -> WsClient {
+        let auth = format!("Bearer {token}");
+        WsClient::connect_with(&self.ws_url(), &[("authorization", auth.as_str())])
+            .await
+            .unwrap_or_else(|status| panic!("handshake refused with HTTP {status}"))
+    }
+
+    /// `ws://127.0.0.1:<port>/ws`
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.addr, self.app.config().ws_path)
     }
 
     /// An HTTP client (keep-alive) for this server.
@@ -284,6 +297,69 @@ impl WsClient {
             replies: VecDeque::new(),
             events: VecDeque::new(),
         }
+    }
+
+    /// Connects over a TCP socket whose kernel receive buffer is about `bytes` (the kernel rounds
+    /// it): a client that stops reading backs up after little data, which makes slow-reader
+    /// tests fast and their volume predictable.
+    pub async fn connect_with_receive_buffer(url: &str, bytes: u32) -> Self {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let request = url.into_client_request().expect("a ws:// URL");
+        let host = request.uri().host().expect("a host").to_owned();
+        let port = request.uri().port_u16().unwrap_or(80);
+        let addr = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .expect("resolve the host")
+            .next()
+            .expect("an address");
+        let tcp = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .expect("a TCP socket");
+        tcp.set_recv_buffer_size(bytes)
+            .expect("set the receive buffer");
+        let stream = tcp.connect(addr).await.expect("connect");
+        let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+            .await
+            .expect("websocket handshake");
+        Self {
+            socket,
+            replies: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Connects with extra handshake headers; `Err(status)` when the server refuses the upgrade.
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Self, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+        let mut request = url.into_client_request().expect("a ws:// URL");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+                HeaderValue::from_str(value).expect("header value"),
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((socket, _)) => Ok(Self {
+                socket,
+                replies: VecDeque::new(),
+                events: VecDeque::new(),
+            }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                Err(response.status().as_u16())
+            }
+            Err(e) => panic!("websocket handshake: {e}"),
+        }
+    }
+
+    /// How many frames (replies and events) have arrived and not been taken yet, after reading
+    /// whatever the server has sent within a short moment.
+    pub async fn pending_count(&mut self) -> usize {
+        while self.read_one(Duration::from_millis(50)).await.is_some() {}
+        self.replies.len() + self.events.len()
     }
 
     /// Sends a JSON frame.

@@ -318,6 +318,7 @@ async fn bulk_writes_send_one_event_per_row_and_move_groups() {
             text: format!("bulk {i}"),
             done: false,
             list_id: one,
+            owner: None,
         })
         .collect();
     let created = server.app.bulk_create(rows).await.expect("bulk create");

@@ -30,12 +30,14 @@ async fn a_transaction_commits_together_and_events_follow_in_order() {
                 text: "a".into(),
                 done: false,
                 list_id: list,
+                owner: None,
             })?;
             let b = tx.create(Task {
                 id: 0,
                 text: "b".into(),
                 done: true,
                 list_id: list,
+                owner: None,
             })?;
             Ok((a, b))
         })
@@ -70,10 +72,12 @@ async fn a_rolled_back_transaction_sends_nothing_and_stores_nothing() {
                 text: "a".into(),
                 done: false,
                 list_id: list,
+                owner: None,
             })?;
             tx.create(List {
                 id: 0,
                 name: "also rolled back".into(),
+                owner: None,
             })?;
             Err(FieldErrors::single("text", "changed my mind").into())
         })

@@ -2,10 +2,13 @@
 //!
 //! Serves lists and tasks over HTTP (`/api/lists/`, `/api/tasks/`) and WebSocket (`/ws`).
 //! `REST_LIVE_BIND` (default `127.0.0.1:8000`) and `DATABASE_URL` (default `sqlite://todo.db`).
+//! With `--demo-users`, clients sign in with the bearer tokens `alice-token`, `bob-token`
+//! (users) or `carol-token` (admin), and `POST /logout` ends a session.
 
 mod models;
 
 use tracing_subscriber::EnvFilter;
+use warp::Filter;
 
 #[tokio::main]
 async fn main() -> Result<(), rest_live::Error> {
@@ -19,14 +22,22 @@ async fn main() -> Result<(), rest_live::Error> {
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "sqlite://todo.db".to_owned());
     let bind = std::env::var("REST_LIVE_BIND").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
 
-    let app = models::builder().database_url(database_url).build().await?;
+    let demo_users = std::env::args().any(|a| a == "--demo-users");
+    let tokens = models::demo_tokens();
+    let builder = if demo_users {
+        models::builder_with_users(tokens.clone())
+    } else {
+        models::builder()
+    };
+    let app = builder.database_url(database_url).build().await?;
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "serving");
+    tracing::info!(%addr, demo_users, "serving");
     // The line scripts wait for (stdout, flushed at the newline).
     println!("listening on http://{addr}");
 
-    warp::serve(rest_live::warp::routes(app))
+    let routes = models::logout(app.clone(), tokens).or(rest_live::warp::routes(app));
+    warp::serve(routes)
         .incoming(listener)
         .graceful(shutdown())
         .run()

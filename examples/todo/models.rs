@@ -1,10 +1,16 @@
-//! The to-do app of the seeds: lists, and tasks that belong to a list.
+//! The to-do app of the seeds: lists, and tasks that belong to a list. Lists belong to a user:
+//! only the owner reads and writes its lists and their tasks. Anonymous clients share the lists
+//! created anonymously, so without sign-in the app behaves as a plain shared to-do app.
+
+use std::sync::Arc;
 
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use rest_live::permissions::{Action, Permissions, Scope};
 use rest_live::prelude::*;
+use rest_live::{AppBuilder, TokenStore};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 /// The app's tables, created at start-up by the app builder (the SQL differs per backend).
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations =
@@ -16,6 +22,7 @@ diesel::table! {
     lists (id) {
         id -> Integer,
         name -> Text,
+        owner -> Nullable<Text>,
     }
 }
 
@@ -25,6 +32,7 @@ diesel::table! {
         text -> Text,
         done -> Bool,
         list_id -> Integer,
+        owner -> Nullable<Text>,
     }
 }
 
@@ -32,7 +40,7 @@ diesel::joinable!(tasks -> lists (list_id));
 diesel::allow_tables_to_appear_in_same_query!(lists, tasks);
 
 /// A to-do list: `/api/lists/`, stream `lists`, followed by pk.
-#[resource(stream = "lists", hooks)]
+#[resource(stream = "lists", hooks, permissions = OwnerOnly, label = "todolist.List")]
 #[subscribable]
 #[derive(Queryable, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[diesel(table_name = lists)]
@@ -41,10 +49,14 @@ pub struct List {
     pub id: i32,
     #[resource(max_length = 64)]
     pub name: String,
+    /// Set from the principal on create; shown to admins only.
+    #[resource(read_only, filter)]
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// A task: `/api/tasks/`, stream `tasks`, followed by pk or by list.
-#[resource(stream = "tasks", hooks)]
+#[resource(stream = "tasks", hooks, permissions = OwnerOnly, label = "todolist.Task")]
 #[subscribable]
 #[subscribable(group_key = "list_id")]
 #[derive(Queryable, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -58,11 +70,64 @@ pub struct Task {
     #[resource(filter)]
     pub done: bool,
     pub list_id: i32,
+    /// The owner of the task's list (set by the hook); shown to admins only.
+    #[resource(read_only, filter)]
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// Users read and write what they own; anonymous clients what was made anonymously; admins
+/// everything. The `owner` field is shown to admins only.
+pub struct OwnerOnly;
+
+fn is_admin(principal: &Principal) -> bool {
+    principal.has_role("admin")
+}
+
+/// Whether `principal` may see an object owned by `owner`.
+fn owns(principal: &Principal, owner: &Option<String>) -> bool {
+    principal.is_system() || is_admin(principal) || principal.id == *owner
+}
+
+impl<R> Permissions<R> for OwnerOnly {
+    fn allows(_principal: &Principal, _action: Action) -> bool {
+        true
+    }
+
+    fn scope(principal: &Principal) -> Scope {
+        if is_admin(principal) {
+            Scope::All
+        } else {
+            Scope::field_equals("owner", principal.id.clone())
+        }
+    }
+
+    const PRESENTS: bool = true;
+
+    fn present(principal: &Principal, object: &mut Map<String, Value>) {
+        if !is_admin(principal) {
+            object.remove("owner");
+        }
+    }
+
+    fn audience(principal: &Principal) -> String {
+        if is_admin(principal) {
+            "admin".into()
+        } else {
+            <Self as Permissions<R>>::scope(principal).key()
+        }
+    }
 }
 
 impl Hooks for List {
-    /// Names are stored trimmed, and a blank one is refused.
-    fn before_save(&mut self, _tx: &mut Tx<'_>, _old: Option<&Self>) -> Result<(), ApiError> {
+    /// A new list belongs to whoever creates it; names are stored trimmed, and a blank one is
+    /// refused.
+    fn before_save(&mut self, tx: &mut Tx<'_>, old: Option<&Self>) -> Result<(), ApiError> {
+        match old {
+            None if !tx.principal().is_system() => self.owner = tx.principal().id.clone(),
+            None => {}
+            Some(old) => self.owner = old.owner.clone(),
+        }
         self.name = self.name.trim().to_owned();
         if self.name.is_empty() {
             return Err(FieldErrors::single("name", "This field may not be blank.").into());
@@ -84,12 +149,19 @@ impl Hooks for List {
 }
 
 impl Hooks for Task {
-    /// Text is stored trimmed, and a blank one is refused.
-    fn before_save(&mut self, _tx: &mut Tx<'_>, _old: Option<&Self>) -> Result<(), ApiError> {
+    /// A task goes into a list its principal can see, and belongs to that list's owner; text is
+    /// stored trimmed, and a blank one is refused.
+    fn before_save(&mut self, tx: &mut Tx<'_>, _old: Option<&Self>) -> Result<(), ApiError> {
         self.text = self.text.trim().to_owned();
         if self.text.is_empty() {
             return Err(FieldErrors::single("text", "This field may not be blank.").into());
         }
+        // Someone else's list answers exactly like a missing one: nothing about it leaks.
+        let list = tx
+            .get::<List>(&self.list_id)?
+            .filter(|l| owns(tx.principal(), &l.owner))
+            .ok_or_else(|| ApiError::Conflict("foreign key constraint violated: list_id".into()))?;
+        self.owner = list.owner;
         Ok(())
     }
 
@@ -103,9 +175,52 @@ impl Hooks for Task {
 }
 
 /// The app with its migrations; start-up fails if either resource is missing from the binary.
-pub fn builder() -> rest_live::AppBuilder {
+/// Without an authenticator every client is anonymous.
+pub fn builder() -> AppBuilder {
     App::builder()
         .sqlite_migrations(SQLITE_MIGRATIONS)
         .postgres_migrations(POSTGRES_MIGRATIONS)
         .expect_streams(["lists", "tasks"])
+}
+
+/// The demo users of `--demo-users`: alice and bob (users), carol (admin).
+pub fn demo_tokens() -> Arc<TokenStore> {
+    let tokens = TokenStore::new();
+    tokens.insert("alice-token", Principal::user("alice", ["user"]));
+    tokens.insert("bob-token", Principal::user("bob", ["user"]));
+    tokens.insert("carol-token", Principal::user("carol", ["admin"]));
+    tokens
+}
+
+/// The app with sign-in by bearer token (`tokens`): requests without a valid token are refused.
+pub fn builder_with_users(tokens: Arc<TokenStore>) -> AppBuilder {
+    builder().authenticator(tokens)
+}
+
+/// `POST /logout` with the bearer token to end: the token stops working and every open socket of
+/// its user is closed with 4003.
+pub fn logout(
+    app: App,
+    tokens: Arc<TokenStore>,
+) -> impl warp::Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    use warp::Filter;
+    use warp::Reply;
+    warp::path("logout")
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(warp::header::optional::<String>("authorization"))
+        .map(move |auth: Option<String>| {
+            let token = auth
+                .as_deref()
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            match tokens.remove(token) {
+                Some(principal) => {
+                    let closed = principal.id.as_deref().map_or(0, |id| app.revoke(id));
+                    tracing::info!(user = ?principal.id, closed, "logged out");
+                    warp::http::StatusCode::NO_CONTENT.into_response()
+                }
+                None => warp::http::StatusCode::UNAUTHORIZED.into_response(),
+            }
+        })
 }

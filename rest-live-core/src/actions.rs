@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::binding::{Binding, Input};
 use crate::error::ApiError;
+use crate::permissions::Action;
 
 /// One CRUD action with its arguments.
 #[derive(Debug)]
@@ -59,10 +60,18 @@ pub async fn execute(
     binding: &'static dyn Binding,
     op: Op,
 ) -> Result<Outcome, ApiError> {
-    // Permissions (action-level and object scope) hook in here; every principal may do everything
-    // until an application declares otherwise.
-    let _ = principal;
+    let action = match &op {
+        Op::List { .. } => Action::List,
+        Op::Retrieve { .. } => Action::Retrieve,
+        Op::Create { .. } => Action::Create,
+        Op::Update { .. } => Action::Update,
+        Op::Delete { .. } => Action::Delete,
+    };
+    if !binding.allows(principal, action) {
+        return Err(ApiError::PermissionDenied);
+    }
     let store = app.store();
+    let who = principal.clone();
     match op {
         Op::List {
             filters,
@@ -71,16 +80,18 @@ pub async fn execute(
         } => {
             let (limit, offset) = app.config().page(limit, offset)?;
             let data = store
-                .read(move |c| binding.list(c, &filters, limit, offset))
+                .read(move |c| binding.list(c, &who, &filters, limit, offset))
                 .await?;
             Ok(Outcome::ok(200, data))
         }
         Op::Retrieve { pk } => {
-            let data = store.read(move |c| binding.retrieve(c, &pk)).await?;
+            let data = store.read(move |c| binding.retrieve(c, &who, &pk)).await?;
             Ok(Outcome::ok(200, data))
         }
         Op::Create { data } => {
-            let written = store.write(move |tx| binding.create(tx, &data)).await?;
+            let written = store
+                .write(who, move |tx| binding.create(tx, &data))
+                .await?;
             Ok(Outcome {
                 status: 201,
                 data: Some(written.data),
@@ -89,12 +100,12 @@ pub async fn execute(
         }
         Op::Update { pk, data, partial } => {
             let written = store
-                .write(move |tx| binding.update(tx, &pk, &data, partial))
+                .write(who, move |tx| binding.update(tx, &pk, &data, partial))
                 .await?;
             Ok(Outcome::ok(200, written.data))
         }
         Op::Delete { pk } => {
-            store.write(move |tx| binding.delete(tx, &pk)).await?;
+            store.write(who, move |tx| binding.delete(tx, &pk)).await?;
             Ok(Outcome {
                 status: 204,
                 data: None,

@@ -7,7 +7,7 @@ use diesel_migrations::EmbeddedMigrations;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::auth::Principal;
+use crate::auth::{Authenticator, Principal, Sessions};
 use crate::binding::{Binding, Bound};
 use crate::changelog;
 use crate::connection::{Connection, Outgoing};
@@ -17,6 +17,7 @@ use crate::hub::Hub;
 use crate::registry::Registry;
 use crate::resource::Resource;
 use crate::store::{DatabaseUrl, Migrations, Store, Tx};
+use crate::throttle::PrincipalThrottles;
 
 /// Settings, each with a default. Every limit is here: nothing is unbounded.
 #[derive(Debug, Clone)]
@@ -58,6 +59,18 @@ pub struct Config {
     pub max_snapshot: i64,
     /// How long a connection being closed (4008, 4003) gets to flush its close frame.
     pub close_grace: Duration,
+    /// Sustained requests per second one signed-in principal may make over all its connections
+    /// and HTTP requests (0: no limit).
+    pub principal_requests_per_second: f64,
+    pub principal_request_burst: f64,
+    /// Whether requests without a credential are served (as the anonymous principal). `None`:
+    /// yes without an authenticator, no with one (adding authentication closes the API first).
+    pub allow_anonymous: Option<bool>,
+    /// Origins allowed to open WebSockets (`https://app.example.com`); empty allows any. A
+    /// handshake without an Origin header (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
+    /// The cookie holding a token, for browsers.
+    pub auth_cookie: String,
 }
 
 /// Change-log retention. A client resuming from before what is kept gets 410 and refetches.
@@ -99,6 +112,11 @@ impl Default for Config {
             request_burst: 1000.0,
             max_snapshot: 10_000,
             close_grace: Duration::from_secs(5),
+            principal_requests_per_second: 0.0,
+            principal_request_burst: 100.0,
+            allow_anonymous: None,
+            allowed_origins: Vec::new(),
+            auth_cookie: "rest_live_token".into(),
         }
     }
 }
@@ -133,6 +151,9 @@ pub struct App {
 
 struct AppInner {
     config: Config,
+    authenticator: Option<Box<dyn Authenticator>>,
+    sessions: Sessions,
+    throttles: PrincipalThrottles,
     registry: Registry,
     store: Store,
     hub: Arc<Hub>,
@@ -166,6 +187,55 @@ impl App {
 
     pub fn hub(&self) -> &Hub {
         &self.inner.hub
+    }
+
+    pub(crate) fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
+    /// The principal's rate limit (shared by its connections and HTTP requests).
+    pub fn admit(&self, principal: &Principal) -> bool {
+        self.inner.throttles.admit(principal)
+    }
+
+    /// Resolves a request's credential: a valid token gives its principal; an invalid one is 401;
+    /// none is the anonymous principal where anonymous requests are allowed, else 401.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Principal, ApiError> {
+        match (token, &self.inner.authenticator) {
+            (Some(token), Some(auth)) => auth
+                .authenticate(token)
+                .await
+                .ok_or(ApiError::Unauthorized("Invalid token.")),
+            _ if self.allows_anonymous() => Ok(Principal::anonymous()),
+            _ => Err(ApiError::Unauthorized(
+                "Authentication credentials were not provided.",
+            )),
+        }
+    }
+
+    fn allows_anonymous(&self) -> bool {
+        self.inner
+            .config
+            .allow_anonymous
+            .unwrap_or(self.inner.authenticator.is_none())
+    }
+
+    /// Checks a WebSocket handshake's Origin against [`Config::allowed_origins`].
+    pub fn check_origin(&self, origin: Option<&str>) -> Result<(), ApiError> {
+        let allowed = &self.inner.config.allowed_origins;
+        match origin {
+            Some(origin) if !allowed.is_empty() && !allowed.iter().any(|a| a == origin) => {
+                Err(ApiError::OriginNotAllowed)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Closes every open WebSocket of the principal `principal_id` with 4003 (its session was
+    /// revoked, e.g. on logout); returns how many were closed. The authenticator must also stop
+    /// accepting the principal's credential, or it could simply reconnect.
+    pub fn revoke(&self, principal_id: &str) -> usize {
+        self.inner.sessions.revoke(principal_id)
     }
 
     /// Opens a WebSocket connection's state for `principal`.
@@ -228,7 +298,7 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
     {
-        self.inner.store.write(f).await
+        self.inner.store.write(Principal::system(), f).await
     }
 }
 
@@ -236,6 +306,7 @@ impl App {
 #[derive(Default)]
 pub struct AppBuilder {
     config: Config,
+    authenticator: Option<Box<dyn Authenticator>>,
     migrations: Migrations,
     explicit: Vec<&'static dyn Binding>,
     expected: Vec<String>,
@@ -274,6 +345,31 @@ impl AppBuilder {
         S: Into<String>,
     {
         self.expected.extend(streams.into_iter().map(Into::into));
+        self
+    }
+
+    /// How requests are authenticated (a token from `Authorization: Bearer`, the auth cookie, or
+    /// a `token` query parameter). With one, anonymous requests are refused (401) unless
+    /// [`AppBuilder::allow_anonymous`] says otherwise.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Box::new(authenticator));
+        self
+    }
+
+    /// Serve requests without a credential as the anonymous principal (policies decide what it
+    /// may do).
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.config.allow_anonymous = Some(allow);
+        self
+    }
+
+    /// Origins allowed to open WebSockets (cross-site WebSocket hijacking protection).
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.allowed_origins = origins.into_iter().map(Into::into).collect();
         self
     }
 
@@ -352,7 +448,13 @@ impl AppBuilder {
         tracing::info!(streams = ?registry.streams(), "rest-live application ready");
         Ok(App {
             inner: Arc::new(AppInner {
+                throttles: PrincipalThrottles::new(
+                    self.config.principal_requests_per_second,
+                    self.config.principal_request_burst,
+                ),
                 config: self.config,
+                authenticator: self.authenticator,
+                sessions: Sessions::default(),
                 registry,
                 store,
                 hub,

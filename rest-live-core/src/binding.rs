@@ -1,5 +1,6 @@
-//! The type-erased view of a resource that the runtime routes to: JSON in, JSON out. One generic
-//! implementation ([`Bound`]) over the macro-generated [`Resource`] impl serves every struct.
+//! The type-erased view of a resource that the runtime routes to: JSON in, JSON out, with the
+//! resource's policy applied. One generic implementation ([`Bound`]) over the macro-generated
+//! [`Resource`] impl serves every struct.
 
 use std::any::TypeId;
 use std::marker::PhantomData;
@@ -8,7 +9,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::permissions::{Action, Permissions, Scope};
 use crate::protocol::to_raw;
 use crate::resource::{Resource, ResourceMeta};
 use crate::store::AnyConn;
@@ -32,9 +35,9 @@ impl Input {
 
 /// One page of `list`.
 #[derive(Serialize)]
-struct Page<R> {
+struct Page<T> {
     count: i64,
-    results: Vec<R>,
+    results: Vec<T>,
     limit: i64,
     offset: i64,
 }
@@ -54,19 +57,38 @@ pub trait Binding: Send + Sync + 'static {
     fn canonical_pk(&self, pk: &Input) -> Result<String, ApiError>;
     /// Canonical JSON of a group value; `None` if `key` is not a group key.
     fn canonical_group(&self, key: &str, value: &Value) -> Option<Result<String, ApiError>>;
+
+    /// Action-level permission.
+    fn allows(&self, principal: &Principal, action: Action) -> bool;
+    /// Whether the policy restricts or reshapes anything at all (if not, events skip the checks).
+    fn restricted(&self) -> bool;
+    /// The principal's audience key (see [`Permissions::audience`]).
+    fn audience(&self, principal: &Principal) -> String;
+    /// Whether `principal` may read the object.
+    fn visible(&self, principal: &Principal, object: &Map<String, Value>) -> bool;
+    /// What `principal` sees of the object.
+    fn present(&self, principal: &Principal, object: &mut Map<String, Value>);
+
     fn list(
         &self,
         conn: AnyConn<'_>,
+        principal: &Principal,
         filters: &[(String, Input)],
         limit: i64,
         offset: i64,
     ) -> Result<Box<RawValue>, ApiError>;
-    fn retrieve(&self, conn: AnyConn<'_>, pk: &Input) -> Result<Box<RawValue>, ApiError>;
-    /// The members of one group (`key` = canonical JSON `value`), in pk order: their total count
-    /// and at most `limit` of them as a JSON array.
+    fn retrieve(
+        &self,
+        conn: AnyConn<'_>,
+        principal: &Principal,
+        pk: &Input,
+    ) -> Result<Box<RawValue>, ApiError>;
+    /// The members of one group (`key` = canonical JSON `value`) the principal may read, in pk
+    /// order: their total count and at most `limit` of them as a JSON array.
     fn members(
         &self,
         conn: AnyConn<'_>,
+        principal: &Principal,
         key: &str,
         value: &str,
         limit: i64,
@@ -102,14 +124,72 @@ fn parse_pk<R: Resource>(pk: &Input) -> Result<R::Pk, ApiError> {
     }
 }
 
-fn written<R: Resource>(row: &R) -> Result<Written, ApiError> {
+fn scope<R: Resource>(principal: &Principal) -> Scope {
+    if principal.is_system() {
+        Scope::All
+    } else {
+        R::Policy::scope(principal)
+    }
+}
+
+fn as_object<R: Resource>(row: &R) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::to_value(row).map_err(ApiError::internal)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::internal(
+            "a resource must serialize to a JSON object",
+        )),
+    }
+}
+
+/// Whether `principal` may read `row`.
+fn readable<R: Resource>(principal: &Principal, row: &R) -> Result<bool, ApiError> {
+    Ok(match scope::<R>(principal) {
+        Scope::All => true,
+        Scope::Nothing => false,
+        scope => scope.contains(&as_object(row)?),
+    })
+}
+
+/// `row` as `principal` sees it.
+fn output<R: Resource>(principal: &Principal, row: &R) -> Result<Value, ApiError> {
+    let mut value = serde_json::to_value(row).map_err(ApiError::internal)?;
+    if R::Policy::PRESENTS
+        && !principal.is_system()
+        && let Value::Object(map) = &mut value
+    {
+        R::Policy::present(principal, map);
+    }
+    Ok(value)
+}
+
+/// The scope as filters for a query; `None` when nothing is in scope.
+fn scope_filters<R: Resource>(principal: &Principal) -> Result<Option<Vec<R::Filter>>, ApiError> {
+    match scope::<R>(principal) {
+        Scope::All => Ok(Some(Vec::new())),
+        Scope::Nothing => Ok(None),
+        Scope::Where(conditions) => parse_filters::<R>(
+            conditions
+                .iter()
+                .map(|(k, v)| (k.as_str(), FilterValue::Json(v))),
+        )
+        .map(Some)
+        .map_err(|e| {
+            ApiError::internal(format!(
+                "the scope of {} names a field that is not filterable: {e}",
+                R::META.stream
+            ))
+        }),
+    }
+}
+
+fn written<R: Resource>(principal: &Principal, row: &R) -> Result<Written, ApiError> {
     let pk_path = match serde_json::to_value(row.pk()).map_err(ApiError::internal)? {
         Value::String(s) => s,
         other => other.to_string(),
     };
     Ok(Written {
         pk_path,
-        data: to_raw(row)?,
+        data: to_raw(&output(principal, row)?)?,
     })
 }
 
@@ -133,15 +213,53 @@ impl<R: Resource> Binding for Bound<R> {
         })
     }
 
+    fn allows(&self, principal: &Principal, action: Action) -> bool {
+        principal.is_system() || R::Policy::allows(principal, action)
+    }
+
+    fn restricted(&self) -> bool {
+        !R::Policy::OPEN || R::Policy::PRESENTS
+    }
+
+    fn audience(&self, principal: &Principal) -> String {
+        if principal.is_system() {
+            "system".into()
+        } else {
+            R::Policy::audience(principal)
+        }
+    }
+
+    fn visible(&self, principal: &Principal, object: &Map<String, Value>) -> bool {
+        scope::<R>(principal).contains(object)
+    }
+
+    fn present(&self, principal: &Principal, object: &mut Map<String, Value>) {
+        if R::Policy::PRESENTS && !principal.is_system() {
+            R::Policy::present(principal, object);
+        }
+    }
+
     fn list(
         &self,
         conn: AnyConn<'_>,
+        principal: &Principal,
         filters: &[(String, Input)],
         limit: i64,
         offset: i64,
     ) -> Result<Box<RawValue>, ApiError> {
-        let filters = parse_filters::<R>(filters.iter().map(|(k, v)| (k.as_str(), v.as_filter())))?;
-        let (count, results) = R::db_list(conn, &filters, Some(limit), offset)?;
+        let mut filters =
+            parse_filters::<R>(filters.iter().map(|(k, v)| (k.as_str(), v.as_filter())))?;
+        let (count, rows) = match scope_filters::<R>(principal)? {
+            None => (0, Vec::new()),
+            Some(scoped) => {
+                filters.extend(scoped);
+                R::db_list(conn, &filters, Some(limit), offset)?
+            }
+        };
+        let results = rows
+            .iter()
+            .map(|r| output(principal, r))
+            .collect::<Result<Vec<_>, _>>()?;
         to_raw(&Page {
             count,
             results,
@@ -150,28 +268,46 @@ impl<R: Resource> Binding for Bound<R> {
         })
     }
 
-    fn retrieve(&self, conn: AnyConn<'_>, pk: &Input) -> Result<Box<RawValue>, ApiError> {
+    fn retrieve(
+        &self,
+        conn: AnyConn<'_>,
+        principal: &Principal,
+        pk: &Input,
+    ) -> Result<Box<RawValue>, ApiError> {
         let pk = parse_pk::<R>(pk)?;
         let row = R::db_get(conn, &pk)?.ok_or(ApiError::NotFound)?;
-        to_raw(&row)
+        if !readable(principal, &row)? {
+            return Err(ApiError::NotFound);
+        }
+        to_raw(&output(principal, &row)?)
     }
 
     fn members(
         &self,
         conn: AnyConn<'_>,
+        principal: &Principal,
         key: &str,
         value: &str,
         limit: i64,
     ) -> Result<(i64, Box<RawValue>), ApiError> {
         let value: Value = serde_json::from_str(value).map_err(ApiError::internal)?;
-        let filters = parse_filters::<R>(std::iter::once((key, FilterValue::Json(&value))))?;
+        let mut filters = parse_filters::<R>(std::iter::once((key, FilterValue::Json(&value))))?;
+        let Some(scoped) = scope_filters::<R>(principal)? else {
+            return Ok((0, to_raw(&Vec::<Value>::new())?));
+        };
+        filters.extend(scoped);
         let (count, rows) = R::db_list(conn, &filters, Some(limit), 0)?;
+        let rows = rows
+            .iter()
+            .map(|r| output(principal, r))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((count, to_raw(&rows)?))
     }
 
     fn create(&self, tx: &mut Tx<'_>, data: &Map<String, Value>) -> Result<Written, ApiError> {
         let row = R::from_input(data)?;
-        written(&tx.create(row)?)
+        let stored = tx.create(row)?;
+        written(tx.principal(), &stored)
     }
 
     fn update(
@@ -183,14 +319,21 @@ impl<R: Resource> Binding for Bound<R> {
     ) -> Result<Written, ApiError> {
         let pk = parse_pk::<R>(pk)?;
         let old: R = tx.get_for_update::<R>(&pk)?.ok_or(ApiError::NotFound)?;
+        if !readable(tx.principal(), &old)? {
+            return Err(ApiError::NotFound);
+        }
         let mut new = old.clone();
         new.apply_input(data, partial)?;
-        written(&tx.update(&old, new)?)
+        let stored = tx.update(&old, new)?;
+        written(tx.principal(), &stored)
     }
 
     fn delete(&self, tx: &mut Tx<'_>, pk: &Input) -> Result<(), ApiError> {
         let pk = parse_pk::<R>(pk)?;
         let row: R = tx.get_for_update::<R>(&pk)?.ok_or(ApiError::NotFound)?;
+        if !readable(tx.principal(), &row)? {
+            return Err(ApiError::NotFound);
+        }
         tx.delete(row)
     }
 }

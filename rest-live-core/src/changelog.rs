@@ -32,6 +32,7 @@ diesel::table! {
         old_groups -> Nullable<Text>,
         new_groups -> Nullable<Text>,
         row -> Text,
+        old_row -> Nullable<Text>,
         committed_at -> BigInt,
     }
 }
@@ -74,6 +75,8 @@ pub struct NewChange {
     pub new_groups: Option<String>,
     /// The row as JSON: the new row, or for a delete the row as it was.
     pub row: String,
+    /// For an update, the row before it.
+    pub old_row: Option<String>,
     pub committed_at: i64,
 }
 
@@ -88,6 +91,7 @@ pub struct Change {
     pub old_groups: Option<String>,
     pub new_groups: Option<String>,
     pub row: String,
+    pub old_row: Option<String>,
     pub committed_at: i64,
 }
 
@@ -100,6 +104,7 @@ type ChangeRow = (
     Option<String>,
     Option<String>,
     String,
+    Option<String>,
     i64,
 );
 
@@ -113,7 +118,8 @@ fn from_row(r: ChangeRow) -> Option<Change> {
         old_groups: r.5,
         new_groups: r.6,
         row: r.7,
-        committed_at: r.8,
+        old_row: r.8,
+        committed_at: r.9,
     })
 }
 
@@ -195,6 +201,7 @@ pub fn append(conn: AnyConn<'_>, change: &NewChange) -> QueryResult<i64> {
                 ch::old_groups.eq(&change.old_groups),
                 ch::new_groups.eq(&change.new_groups),
                 ch::row.eq(&change.row),
+                ch::old_row.eq(&change.old_row),
                 ch::committed_at.eq(change.committed_at),
             ))
             .execute(c)?;

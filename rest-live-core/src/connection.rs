@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -17,8 +16,10 @@ use crate::auth::Principal;
 use crate::binding::{Binding, Input};
 use crate::changelog;
 use crate::error::ApiError;
-use crate::hub::{Subscriber, Target, event_data};
+use crate::hub::{Audience, Subscriber, Target};
+use crate::permissions::Action;
 use crate::protocol::{self, Request, to_raw};
+use crate::throttle::Throttle;
 
 /// Why the server closes a connection: a WebSocket close code and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,42 +118,6 @@ enum Handled {
     Sent,
 }
 
-/// A per-connection token bucket.
-struct Throttle {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl Throttle {
-    fn new(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst: burst.max(1.0),
-            tokens: burst.max(1.0),
-            refilled: Instant::now(),
-        }
-    }
-
-    /// Takes a token; false when the connection is over its rate.
-    fn admit(&mut self) -> bool {
-        if self.rate <= 0.0 {
-            return true;
-        }
-        let now = Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// The receiving side of one connection.
 pub struct Connection {
     app: App,
@@ -160,6 +125,8 @@ pub struct Connection {
     outbox: Arc<Outbox>,
     subscriptions: Vec<Subscription>,
     throttle: Throttle,
+    /// This connection's audience per stream, made on first use.
+    audiences: Vec<Arc<Audience>>,
 }
 
 impl Connection {
@@ -173,12 +140,14 @@ impl Connection {
             frames: frames_tx,
             close: close_tx,
         });
+        app.sessions().register(&principal, &outbox);
         let connection = Self {
             app,
             principal,
             outbox,
             subscriptions: Vec::new(),
             throttle,
+            audiences: Vec::new(),
         };
         let outgoing = Outgoing {
             frames: frames_rx,
@@ -210,7 +179,7 @@ impl Connection {
         let request = match protocol::decode(text) {
             Ok(request) => request,
             Err(rejected) => {
-                let error = if self.throttle.admit() {
+                let error = if self.admit() {
                     rejected.error
                 } else {
                     ApiError::Throttled
@@ -224,7 +193,7 @@ impl Connection {
                 return self.outbox.send(reply).await;
             }
         };
-        let result = if self.throttle.admit() {
+        let result = if self.admit() {
             self.dispatch(&request).await
         } else {
             Err(ApiError::Throttled)
@@ -247,13 +216,32 @@ impl Connection {
 
     /// Answers a binary frame: the protocol is JSON text only.
     pub async fn handle_binary(&mut self) -> bool {
-        let error = if self.throttle.admit() {
+        let error = if self.admit() {
             ApiError::bad_request("Binary frames are not supported: send JSON text.")
         } else {
             ApiError::Throttled
         };
         let reply = protocol::error_frame(None, None, &Value::Null, &error);
         self.outbox.send(reply).await
+    }
+
+    /// The connection's and the principal's rate limits.
+    fn admit(&mut self) -> bool {
+        self.throttle.admit() && self.app.admit(&self.principal)
+    }
+
+    fn audience(&mut self, binding: &'static dyn Binding) -> Arc<Audience> {
+        let stream = binding.meta().stream;
+        if let Some(a) = self
+            .audiences
+            .iter()
+            .find(|a| a.binding.meta().stream == stream)
+        {
+            return a.clone();
+        }
+        let audience = Audience::new(binding, &self.principal);
+        self.audiences.push(audience.clone());
+        audience
     }
 
     async fn dispatch(&mut self, req: &Request) -> Result<Handled, ApiError> {
@@ -416,6 +404,9 @@ impl Connection {
         must_exist: Option<Input>,
     ) -> Result<Handled, ApiError> {
         let stream = binding.meta().stream;
+        if !binding.allows(&self.principal, Action::Subscribe) {
+            return Err(ApiError::PermissionDenied);
+        }
         let request_id: Arc<str> = Arc::from(request_id.to_string());
         let position = self
             .subscriptions
@@ -444,7 +435,8 @@ impl Connection {
                 }
             }
         }
-        let subscriber = Subscriber::new(self.outbox.clone(), request_id.clone(), true);
+        let audience = self.audience(binding);
+        let subscriber = Subscriber::new(self.outbox.clone(), request_id.clone(), audience, true);
         self.app
             .hub()
             .subscribe(stream, &target, subscriber.clone());
@@ -481,12 +473,13 @@ impl Connection {
         must_exist: Option<Input>,
     ) -> Result<Handled, ApiError> {
         let stream = binding.meta().stream;
+        let principal = self.principal.clone();
         let seq = self
             .app
             .store()
             .read(move |mut c| {
                 if let Some(pk) = &must_exist {
-                    binding.retrieve(c.reborrow(), pk)?;
+                    binding.retrieve(c.reborrow(), &principal, pk)?;
                 }
                 Ok(changelog::stream_head(c, stream)?)
             })
@@ -565,13 +558,16 @@ impl Connection {
             };
             cursor = last.seq;
             for change in &batch {
-                if let Some(action) = target.action_for(change) {
+                let event = target
+                    .action_for(change)
+                    .and_then(|base| subscriber.audience.event(change, base));
+                if let Some((action, data)) = event {
                     let frame = protocol::event_frame(
                         stream,
                         action,
                         &subscriber.request_id,
                         change.seq,
-                        &event_data(change, action),
+                        &data,
                     );
                     if !self.outbox.send(frame).await {
                         return Ok(Handled::Sent);
@@ -598,13 +594,14 @@ impl Connection {
         };
         let stream = binding.meta().stream;
         let max = self.app.config().max_snapshot;
+        let principal = self.principal.clone();
         // One read transaction: the members are exactly those as of `seq`.
         let (seq, count, results) = self
             .app
             .store()
             .read(move |mut c| {
                 let seq = changelog::stream_head(c.reborrow(), stream)?;
-                let (count, results) = binding.members(c, key, &value, max)?;
+                let (count, results) = binding.members(c, &principal, key, &value, max)?;
                 Ok((seq, count, results))
             })
             .await?;

@@ -61,9 +61,15 @@ pub enum ApiError {
     /// Validation of incoming data failed.
     #[error("validation failed: {0:?}")]
     Validation(FieldErrors),
+    /// No valid credential where one is needed.
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
     /// The principal may not perform this action.
     #[error("permission denied")]
     PermissionDenied,
+    /// A WebSocket handshake from an Origin that is not allowed.
+    #[error("origin not allowed")]
+    OriginNotAllowed,
     /// No such object, or one the principal may not read (existence never leaks), or no such subscription.
     #[error("not found")]
     NotFound,
@@ -93,7 +99,8 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::BadRequest(_) | Self::Validation(_) => 400,
-            Self::PermissionDenied => 403,
+            Self::Unauthorized(_) => 401,
+            Self::PermissionDenied | Self::OriginNotAllowed => 403,
             Self::NotFound | Self::UnknownStream(_) => 404,
             Self::MethodNotAllowed(_) => 405,
             Self::Conflict(_) => 409,
@@ -110,7 +117,9 @@ impl ApiError {
         let text = match self {
             Self::BadRequest(m) | Self::Conflict(m) => m.clone(),
             Self::Validation(fields) => return vec![fields.to_json()],
+            Self::Unauthorized(m) => (*m).into(),
             Self::PermissionDenied => "You do not have permission to perform this action.".into(),
+            Self::OriginNotAllowed => "Origin not allowed.".into(),
             Self::NotFound => "Not found".into(),
             Self::UnknownStream(s) => format!("Unknown stream {}", Value::from(s.as_str())),
             Self::MethodNotAllowed(m) => format!(

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use crate::auth::Principal;
+use crate::binding::Binding;
 use crate::changelog::{Change, ChangeAction};
 use crate::connection::{CloseReason, Outbox};
 use crate::protocol;
@@ -50,11 +52,77 @@ impl Target {
     }
 }
 
-/// The data an event of `action` carries for `change`.
+/// The data an event of `action` carries for `change` (unrestricted audiences).
 pub fn event_data(change: &Change, action: ChangeAction) -> std::borrow::Cow<'_, str> {
     match action {
         ChangeAction::Delete => format!("{{\"pk\":{}}}", change.pk).into(),
         _ => change.row.as_str().into(),
+    }
+}
+
+/// Principals that see the same objects the same way (see [`crate::permissions`]): one
+/// visibility check and one encoding per change serve every subscriber of an audience.
+pub struct Audience {
+    pub key: String,
+    /// A representative principal of the audience.
+    pub principal: Principal,
+    pub binding: &'static dyn Binding,
+    restricted: bool,
+}
+
+impl Audience {
+    pub fn new(binding: &'static dyn Binding, principal: &Principal) -> Arc<Self> {
+        Arc::new(Self {
+            key: binding.audience(principal),
+            principal: principal.clone(),
+            binding,
+            restricted: binding.restricted() && !principal.is_system(),
+        })
+    }
+
+    /// What this audience gets for `change`, given the event its subscription alone would get
+    /// (`base`): the object must be readable. Something readable that stops being readable is a
+    /// `delete` with just the pk; something that becomes readable is a `create`.
+    pub fn event<'c>(
+        &self,
+        change: &'c Change,
+        base: ChangeAction,
+    ) -> Option<(ChangeAction, std::borrow::Cow<'c, str>)> {
+        if !self.restricted {
+            return Some((base, event_data(change, base)));
+        }
+        let parse =
+            |json: Option<&str>| -> Option<Map<String, Value>> { serde_json::from_str(json?).ok() };
+        let old = match change.action {
+            ChangeAction::Create => None,
+            ChangeAction::Update => parse(change.old_row.as_deref()),
+            ChangeAction::Delete => parse(Some(&change.row)),
+        };
+        let new = match change.action {
+            ChangeAction::Delete => None,
+            _ => parse(Some(&change.row)),
+        };
+        let seen = |o: &Option<Map<String, Value>>| {
+            o.as_ref()
+                .is_some_and(|o| self.binding.visible(&self.principal, o))
+        };
+        let (was, is) = (seen(&old), seen(&new));
+        let action = match base {
+            ChangeAction::Create => is.then_some(ChangeAction::Create)?,
+            ChangeAction::Delete => was.then_some(ChangeAction::Delete)?,
+            ChangeAction::Update => match (was, is) {
+                (true, true) => ChangeAction::Update,
+                (true, false) => ChangeAction::Delete,
+                (false, true) => ChangeAction::Create,
+                (false, false) => return None,
+            },
+        };
+        if action == ChangeAction::Delete {
+            return Some((action, event_data(change, action)));
+        }
+        let mut object = new?;
+        self.binding.present(&self.principal, &mut object);
+        Some((action, Value::Object(object).to_string().into()))
     }
 }
 
@@ -86,15 +154,22 @@ pub struct Subscriber {
     pub outbox: Arc<Outbox>,
     pub request_id: Arc<str>,
     pub state: Arc<SubState>,
+    pub audience: Arc<Audience>,
 }
 
 impl Subscriber {
     /// A live subscriber, or a pending one (see the module docs).
-    pub fn new(outbox: Arc<Outbox>, request_id: Arc<str>, pending: bool) -> Self {
+    pub fn new(
+        outbox: Arc<Outbox>,
+        request_id: Arc<str>,
+        audience: Arc<Audience>,
+        pending: bool,
+    ) -> Self {
         Self {
             outbox,
             request_id,
             state: SubState::new(pending),
+            audience,
         }
     }
 
@@ -316,25 +391,42 @@ fn parse_groups(json: Option<&str>) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// Encodes each distinct (action, request_id) frame once and shares its bytes.
+/// Decides once per audience what it gets, encodes each distinct (audience, action, request_id)
+/// frame once, and shares its bytes.
 fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
-    let mut frames: Vec<(ChangeAction, &str, Bytes)> = Vec::new();
-    for (sub, action) in deliveries {
+    type Verdict<'c> = Option<(ChangeAction, std::borrow::Cow<'c, str>)>;
+    let mut verdicts: Vec<(ChangeAction, &str, Verdict<'_>)> = Vec::new();
+    let mut frames: Vec<(ChangeAction, &str, &str, Bytes)> = Vec::new();
+    for (sub, base) in deliveries {
+        let audience = sub.audience.key.as_str();
         let cached = frames
             .iter()
-            .find(|(a, rid, _)| *a == action && *rid == &*sub.request_id)
-            .map(|(_, _, b)| b.clone());
+            .find(|(a, k, rid, _)| *a == base && *k == audience && *rid == &*sub.request_id)
+            .map(|(_, _, _, b)| b.clone());
         let frame = match cached {
             Some(frame) => frame,
             None => {
+                let index = match verdicts
+                    .iter()
+                    .position(|(a, k, _)| *a == base && *k == audience)
+                {
+                    Some(i) => i,
+                    None => {
+                        verdicts.push((base, audience, sub.audience.event(change, base)));
+                        verdicts.len() - 1
+                    }
+                };
+                let Some((action, data)) = &verdicts[index].2 else {
+                    continue;
+                };
                 let frame = protocol::event_frame(
                     &change.stream,
-                    action,
+                    *action,
                     &sub.request_id,
                     change.seq,
-                    &event_data(change, action),
+                    data,
                 );
-                frames.push((action, &sub.request_id, frame.clone()));
+                frames.push((base, audience, &sub.request_id, frame.clone()));
                 frame
             }
         };

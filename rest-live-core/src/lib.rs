@@ -11,18 +11,21 @@ pub mod error;
 pub mod feed;
 pub mod http;
 pub mod hub;
+pub mod permissions;
 pub mod protocol;
 pub mod registry;
 pub mod resource;
 pub mod store;
+pub mod throttle;
 pub mod tx;
 
 mod generated;
 
 pub use app::{App, AppBuilder, Config, Retention};
-pub use auth::Principal;
+pub use auth::{Authenticator, Principal, TokenStore};
 pub use connection::{CloseReason, Connection, Outgoing};
 pub use error::{ApiError, Error, FieldErrors};
+pub use permissions::{Action, AllowAll, Permissions, Scope};
 pub use resource::{FieldMeta, Hooks, Resource, ResourceMeta};
 pub use store::{AnyConn, Tx};
 
@@ -33,6 +36,7 @@ pub mod __private {
     pub use crate::binding::Bound;
     pub use crate::error::FieldErrors;
     pub use crate::generated::*;
+    pub use crate::permissions::AllowAll;
     pub use crate::registry::Registration;
     pub use crate::resource::{FieldMeta, Hooks, Resource, ResourceMeta};
     pub use crate::store::AnyConn;

@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, FieldErrors};
+use crate::permissions::Permissions;
 use crate::store::{AnyConn, Tx};
 
 /// What the runtime knows of one resource, built by the macro from the struct (one source of truth).
@@ -12,6 +13,9 @@ use crate::store::{AnyConn, Tx};
 pub struct ResourceMeta {
     /// Stream name: the WebSocket `stream` and the HTTP path segment.
     pub stream: &'static str,
+    /// The model label clients of the django-rest-live format name (`"todolist.Task"`);
+    /// `#[resource(label = "…")]`, by default the type's name.
+    pub label: &'static str,
     /// The Rust type, for messages (`my_app::models::Task`).
     pub type_name: &'static str,
     /// Where the declaration is, for messages (`src/models.rs:12`).
@@ -50,6 +54,9 @@ impl ResourceMeta {
 /// Implemented by `#[resource]`; not meant to be implemented by hand.
 pub trait Resource: Hooks + Serialize + Clone + Send + Sync + Sized + 'static {
     type Pk: Serialize + Clone + Send + Sync + 'static;
+    /// The resource's policy (`#[resource(permissions = …)]`; [`crate::permissions::AllowAll`]
+    /// when none is declared).
+    type Policy: Permissions<Self>;
     /// One typed equality filter (`list_id = 1`).
     type Filter: Send + Sync + 'static;
 

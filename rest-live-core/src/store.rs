@@ -13,6 +13,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use tokio::sync::{Notify, Semaphore};
 
+use crate::auth::Principal;
 use crate::changelog;
 use crate::error::{ApiError, Error};
 pub use crate::tx::{FilterValue, Tx, parse_filters};
@@ -166,13 +167,32 @@ impl Store {
                     let mut conn = pool
                         .get()
                         .map_err(|e| open_error("the PostgreSQL database", e))?;
-                    migrate(
+                    // Processes starting together on a fresh database would race to create the
+                    // same tables (and fail on PostgreSQL's catalog constraints): one migrates at
+                    // a time, the others then find nothing pending. A session lock, as each
+                    // migration runs in a transaction of its own.
+                    let lock = |sql: &str, conn: &mut PgConnection| {
+                        diesel::RunQueryDsl::execute(diesel::sql_query(sql), conn)
+                            .map_err(|e| Error::Database(format!("migration lock: {e}")))
+                    };
+                    lock(
+                        "SELECT pg_advisory_lock(7215387450962201345)",
+                        &mut conn,
+                    )?;
+                    let migrated = migrate(
                         &mut *conn,
                         CORE_POSTGRES_MIGRATIONS,
                         &mut migrations.postgres,
-                    )?;
-                    changelog::ensure_streams(AnyConn::Pg(&mut conn), &streams)
-                        .map_err(|e| Error::Database(e.to_string()))?;
+                    )
+                    .and_then(|()| {
+                        changelog::ensure_streams(AnyConn::Pg(&mut conn), &streams)
+                            .map_err(|e| Error::Database(e.to_string()))
+                    });
+                    let unlocked = lock(
+                        "SELECT pg_advisory_unlock(7215387450962201345)",
+                        &mut conn,
+                    );
+                    migrated.and(unlocked)?;
                     (Pools::Pg(pool), pool_size.max(1) as usize)
                 }
                 #[cfg(not(feature = "postgres"))]
@@ -231,7 +251,7 @@ impl Store {
 
     /// Runs `f` in a write transaction. The changes it logs are committed with it, then the feed is
     /// woken and the after-commit hooks run. An error from `f` rolls everything back.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
+    pub async fn write<T, F>(&self, principal: Principal, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
@@ -248,7 +268,7 @@ impl Store {
                 Pools::Sqlite(pool) => {
                     let mut conn = checkout(pool)?;
                     conn.immediate_transaction(|c| {
-                        let mut tx = Tx::new(AnyConn::Sqlite(c));
+                        let mut tx = Tx::new(AnyConn::Sqlite(c), principal);
                         let value = f(&mut tx)?;
                         Ok::<_, ApiError>((value, tx.finish()))
                     })?
@@ -257,7 +277,7 @@ impl Store {
                 Pools::Pg(pool) => {
                     let mut conn = checkout(pool)?;
                     conn.transaction(|c| {
-                        let mut tx = Tx::new(AnyConn::Pg(c));
+                        let mut tx = Tx::new(AnyConn::Pg(c), principal);
                         let value = f(&mut tx)?;
                         let done = tx.finish();
                         if done.changes > 0 {

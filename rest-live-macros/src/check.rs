@@ -16,14 +16,18 @@ pub fn check(cx: &Ctxt, r: &Resource) {
         )),
         Some(lit) => {
             let name = lit.value();
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            if name.is_empty() {
+                cx.error_spanned_by(lit, "the stream name is empty");
+            } else if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             {
+                // It is a URL path segment and a WebSocket stream key: no escaping anywhere.
                 cx.error_spanned_by(
                     lit,
-                    "a stream name must be non-empty ASCII letters, digits, '_' or '-'",
+                    format!(
+                        "stream \"{name}\" may only contain ASCII letters, digits, '_' and '-'"
+                    ),
                 );
             } else if RESERVED_STREAMS.contains(&name.as_str()) {
                 cx.error_spanned_by(lit, format!("stream \"{name}\" is reserved by rest-live"));

@@ -179,6 +179,14 @@ pub fn expand(r: &Resource) -> TokenStream {
     };
 
     let bound_checks = bound_checks(r);
+    let policy = match &r.permissions {
+        Some(path) => quote!(#path),
+        None => quote!(__rl::AllowAll),
+    };
+    let label = match &r.label {
+        Some(l) => l.value(),
+        None => name.clone(),
+    };
 
     quote! {
         #[doc(hidden)]
@@ -201,9 +209,11 @@ pub fn expand(r: &Resource) -> TokenStream {
             impl __rl::Resource for #ident {
                 type Pk = #pk_ty;
                 type Filter = __Filter;
+                type Policy = #policy;
 
                 const META: &'static __rl::ResourceMeta = &__rl::ResourceMeta {
                     stream: #stream,
+                    label: #label,
                     type_name: ::core::concat!(::core::module_path!(), "::", #name),
                     location: ::core::concat!(::core::file!(), ":", ::core::line!()),
                     pk: #pk_name,

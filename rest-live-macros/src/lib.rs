@@ -53,6 +53,11 @@ pub fn subscribable(args: TokenStream, input: TokenStream) -> TokenStream {
     } else {
         syn::parse_quote!(#[subscribable(#args)])
     };
-    input.attrs.insert(at + 1, attr);
+    // After those already moved, so that group keys keep their declaration order.
+    let after = input.attrs[at + 1..]
+        .iter()
+        .take_while(|a| model::is_attr(a, "subscribable"))
+        .count();
+    input.attrs.insert(at + 1 + after, attr);
     quote!(#input).into()
 }

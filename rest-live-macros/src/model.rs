@@ -51,6 +51,10 @@ pub struct Resource {
     pub ident: Ident,
     pub stream: Option<LitStr>,
     pub hooks: bool,
+    /// The policy type, `Self` for the bare `permissions` flag, `None` for the default.
+    pub permissions: Option<Path>,
+    /// The model label of the django-rest-live format (`"todolist.Task"`).
+    pub label: Option<LitStr>,
     /// Path to the `rest-live` facade (`#[resource(crate = "…")]`), `::rest_live` by default.
     pub krate: Path,
     /// The diesel table module.
@@ -102,6 +106,8 @@ fn key_name(path: &Path) -> String {
 pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource {
     let mut stream = None;
     let mut hooks = false;
+    let mut permissions = None;
+    let mut label = None;
     let mut krate: Path = syn::parse_quote!(::rest_live);
     let mut pk = None;
     let parser = syn::meta::parser(|meta| {
@@ -109,6 +115,14 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
             stream = Some(meta.value()?.parse::<LitStr>()?);
         } else if meta.path.is_ident("hooks") {
             hooks = true;
+        } else if meta.path.is_ident("permissions") {
+            permissions = Some(if meta.input.peek(Token![=]) {
+                meta.value()?.parse::<Path>()?
+            } else {
+                syn::parse_quote!(Self)
+            });
+        } else if meta.path.is_ident("label") {
+            label = Some(meta.value()?.parse::<LitStr>()?);
         } else if meta.path.is_ident("pk") {
             let lit: LitStr = meta.value()?.parse()?;
             pk = Some((lit.value(), lit.span()));
@@ -122,7 +136,7 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
             cx.error_spanned_by(
                 &meta.path,
                 format!(
-                    "unknown key `{}` in #[resource]: expected `stream`, `hooks`, `pk` or `crate`",
+                    "unknown key `{}` in #[resource]: expected `stream`, `hooks`, `permissions`, `pk`, `label` or `crate`",
                     key_name(&meta.path)
                 ),
             );
@@ -134,11 +148,12 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
         cx.syn_error(e);
     }
 
-    if !input.generics.params.is_empty() || input.generics.where_clause.is_some() {
-        cx.error_spanned_by(
-            &input.generics,
-            "#[resource] cannot be used on a generic struct: a registered resource needs one concrete type",
-        );
+    const GENERIC: &str = "#[resource] cannot be used on a generic struct: a registered resource needs one concrete type";
+    // `Generics` prints its parameters only: a bare `where` clause is spanned by itself.
+    if !input.generics.params.is_empty() {
+        cx.error_spanned_by(&input.generics, GENERIC);
+    } else if let Some(where_clause) = &input.generics.where_clause {
+        cx.error_spanned_by(where_clause, GENERIC);
     }
 
     let mut table = None;
@@ -191,6 +206,8 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
         ident,
         stream,
         hooks,
+        permissions,
+        label,
         krate,
         table,
         pk,

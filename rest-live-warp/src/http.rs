@@ -4,8 +4,10 @@
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use rest_live_core::http::{HttpRequest, HttpResponse};
-use rest_live_core::{ApiError, App, Principal};
-use warp::http::{HeaderValue, Method, StatusCode, header};
+use rest_live_core::{ApiError, App};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+
+use crate::credentials;
 use warp::{Filter, Rejection, Reply};
 
 pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -14,20 +16,17 @@ pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection
         .and(warp::path::tail())
         .and(warp::method())
         .and(query)
-        .and(warp::header::optional::<String>("content-type"))
-        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
             move |tail: warp::path::Tail,
                   method: Method,
                   query: String,
-                  content_type,
-                  length,
+                  headers: HeaderMap,
                   body| {
                 let app = app.clone();
                 async move {
-                    let response =
-                        handle(&app, tail, method, query, content_type, length, body).await;
+                    let response = handle(&app, tail, method, query, headers, body).await;
                     reply(response)
                 }
             },
@@ -39,14 +38,25 @@ async fn handle<S, B>(
     tail: warp::path::Tail,
     method: Method,
     query: String,
-    content_type: Option<String>,
-    length: Option<u64>,
+    headers: HeaderMap,
     body: S,
 ) -> HttpResponse
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
 {
+    let token = credentials::token(&headers, &query, &app.config().auth_cookie);
+    let principal = match app.authenticate(token.as_deref()).await {
+        Ok(principal) => principal,
+        Err(error) => return HttpResponse::error(&error),
+    };
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    let content_type = header(header::CONTENT_TYPE).map(str::to_owned);
+    let length = header(header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     let limit = app.config().max_body_bytes;
     let body = match read_body(body, length, limit).await {
         Ok(body) => body,
@@ -65,12 +75,13 @@ where
         method: method.as_str().to_ascii_uppercase(),
         segments,
         query: form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k != credentials::TOKEN_PARAM)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect(),
         content_type,
         body,
     };
-    app.http(&Principal::anonymous(), request).await
+    app.http(&principal, request).await
 }
 
 async fn read_body<S, B>(mut body: S, length: Option<u64>, limit: usize) -> Result<Bytes, ApiError>
@@ -98,7 +109,7 @@ where
     Ok(out.freeze())
 }
 
-fn reply(response: HttpResponse) -> warp::reply::Response {
+pub(crate) fn reply(response: HttpResponse) -> warp::reply::Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut reply = match response.body {
         Some(body) => {

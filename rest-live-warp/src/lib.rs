@@ -9,6 +9,7 @@
 //! # }
 //! ```
 
+mod credentials;
 mod http;
 mod ws;
 

@@ -2,27 +2,54 @@
 //! its bounded outbox (batching what is queued), and the close codes of PROTOCOL.md.
 
 use futures_util::{SinkExt, StreamExt};
+use rest_live_core::http::HttpResponse;
 use rest_live_core::{App, CloseReason, Outgoing, Principal};
 use warp::filters::ws::{Message, WebSocket, Ws};
+use warp::http::HeaderMap;
+use warp::http::header::ORIGIN;
 use warp::{Filter, Rejection, Reply};
 
+use crate::credentials;
+
 pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let limit = app.config().max_frame_bytes;
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     crate::path_prefix(&app.config().ws_path)
         .and(warp::path::end())
         .and(warp::ws())
-        .map(move |ws: Ws| {
+        .and(warp::header::headers_cloned())
+        .and(query)
+        .then(move |ws: Ws, headers: HeaderMap, query: String| {
             let app = app.clone();
-            ws.max_message_size(limit)
-                .max_frame_size(limit)
-                .on_upgrade(move |socket| serve(app, socket))
+            async move { upgrade(app, ws, headers, query).await }
         })
 }
 
-async fn serve(app: App, socket: WebSocket) {
+/// Checks the handshake (Origin, credential) before upgrading: a refusal is an HTTP 403 or 401.
+async fn upgrade(app: App, ws: Ws, headers: HeaderMap, query: String) -> warp::reply::Response {
+    let origin = headers.get(ORIGIN).and_then(|o| o.to_str().ok());
+    if let Err(error) = app.check_origin(origin) {
+        tracing::info!(
+            origin,
+            "websocket handshake from a disallowed origin refused"
+        );
+        return crate::http::reply(HttpResponse::error(&error));
+    }
+    let token = credentials::token(&headers, &query, &app.config().auth_cookie);
+    let principal = match app.authenticate(token.as_deref()).await {
+        Ok(principal) => principal,
+        Err(error) => return crate::http::reply(HttpResponse::error(&error)),
+    };
+    let limit = app.config().max_frame_bytes;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| serve(app, socket, principal))
+        .into_response()
+}
+
+async fn serve(app: App, socket: WebSocket, principal: Principal) {
     let grace = app.config().close_grace;
     let (sink, mut stream) = socket.split();
-    let (mut connection, outgoing) = app.connect(Principal::anonymous());
+    let (mut connection, outgoing) = app.connect(principal);
     let mut closing = connection.closing();
     let id = connection.id();
     tracing::debug!(connection = id, "websocket opened");

@@ -14,6 +14,8 @@ CREATE TABLE rest_live_changes (
     old_groups TEXT,
     new_groups TEXT,
     row TEXT NOT NULL,
+    -- For an update: the row before it (who could see it then decides who hears about it).
+    old_row TEXT,
     committed_at BIGINT NOT NULL,
     UNIQUE (stream, seq)
 );

@@ -1,0 +1,38 @@
+//! Where a request's credential comes from: `Authorization: Bearer <token>`, the auth cookie, or a
+//! `token` query parameter (browsers cannot set headers on a WebSocket handshake), in that order.
+
+use warp::http::HeaderMap;
+use warp::http::header::{AUTHORIZATION, COOKIE};
+
+/// The query parameter that carries a token; it is never treated as a filter.
+pub const TOKEN_PARAM: &str = "token";
+
+pub fn token(headers: &HeaderMap, query: &str, cookie: &str) -> Option<String> {
+    bearer(headers)
+        .or_else(|| from_cookie(headers, cookie))
+        .or_else(|| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == TOKEN_PARAM)
+                .map(|(_, v)| v.into_owned())
+        })
+        .filter(|t| !t.is_empty())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+fn from_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"').to_owned())
+}
