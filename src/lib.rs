@@ -43,8 +43,9 @@
 
 pub use rest_live_core::{
     AnyConn, ApiError, App, AppBuilder, Authenticator, CloseReason, Config, Connection, Error,
-    FieldErrors, FieldMeta, Hooks, Outgoing, Principal, Resource, ResourceMeta, Retention,
-    TokenStore, Tx, actions, changelog, connection, http, hub, permissions, protocol, registry,
+    FieldErrors, FieldMeta, Hooks, Job, JobContext, JobError, Outgoing, Principal, Resource,
+    ResourceMeta, Retention, TokenStore, Tx, actions, changelog, connection, http, hub, jobs,
+    permissions, protocol, register_job, registry,
 };
 pub use rest_live_macros::{resource, subscribable};
 

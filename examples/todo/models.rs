@@ -3,12 +3,13 @@
 //! created anonymously, so without sign-in the app behaves as a plain shared to-do app.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use rest_live::permissions::{Action, Permissions, Scope};
 use rest_live::prelude::*;
-use rest_live::{AppBuilder, TokenStore};
+use rest_live::{AppBuilder, JobContext, JobError, TokenStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -173,6 +174,170 @@ impl Hooks for Task {
         }
     }
 }
+
+/// `POST /api/lists/<pk>/archive_done/`: archives (deletes) the done tasks of one list, one by
+/// one with a pause between them (`delay_ms`, default 200) so that progress is visible to
+/// subscribers. Result: `{"archived": n}`.
+pub struct ArchiveListDone;
+
+/// `POST /api/tasks/archive_done/` with `{"list_id": 1}`: the same, naming the list in the body.
+pub struct ArchiveDone;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveArgs {
+    #[serde(default)]
+    pub list_id: Option<i32>,
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct Archived {
+    pub archived: usize,
+}
+
+fn check_delay(args: &ArchiveArgs) -> Result<(), FieldErrors> {
+    match args.delay_ms {
+        Some(ms) if ms > 10_000 => Err(FieldErrors::single(
+            "delay_ms",
+            "Ensure this value is less than or equal to 10000.",
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn archive_done(
+    ctx: &JobContext,
+    list_id: i32,
+    delay: Duration,
+) -> Result<Archived, JobError> {
+    let filter = json!({ "list_id": list_id, "done": true });
+    let done: Vec<Task> = ctx
+        .transaction(move |tx| {
+            // The list must be one the job's principal can see.
+            let visible = tx
+                .get::<List>(&list_id)?
+                .is_some_and(|l| owns(tx.principal(), &l.owner));
+            if !visible {
+                return Err(ApiError::bad_request(format!(
+                    "List {list_id} does not exist."
+                )));
+            }
+            tx.filter::<Task>(filter.as_object().unwrap_or(&Map::new()))
+        })
+        .await?;
+    let mut archived = 0;
+    for task in done {
+        ctx.sleep(delay).await?;
+        ctx.transaction(move |tx| match tx.get_for_update::<Task>(&task.id)? {
+            Some(task) if task.done => tx.delete(task),
+            _ => Ok(()),
+        })
+        .await?;
+        archived += 1;
+    }
+    Ok(Archived { archived })
+}
+
+impl rest_live::Job for ArchiveListDone {
+    type Resource = List;
+    type Args = ArchiveArgs;
+    type Output = Archived;
+    const NAME: &'static str = "archive_done";
+    const ON_OBJECT: bool = true;
+
+    fn validate(args: &ArchiveArgs) -> Result<(), FieldErrors> {
+        if args.list_id.is_some() {
+            return Err(FieldErrors::single(
+                "list_id",
+                "Unknown field: the list is in the URL.",
+            ));
+        }
+        check_delay(args)
+    }
+
+    async fn run(ctx: JobContext, args: ArchiveArgs) -> Result<Archived, JobError> {
+        let list_id: i32 = ctx.pk()?;
+        let delay = Duration::from_millis(args.delay_ms.unwrap_or(200));
+        archive_done(&ctx, list_id, delay).await
+    }
+}
+
+impl rest_live::Job for ArchiveDone {
+    type Resource = Task;
+    type Args = ArchiveArgs;
+    type Output = Archived;
+    const NAME: &'static str = "archive_done";
+
+    fn validate(args: &ArchiveArgs) -> Result<(), FieldErrors> {
+        if args.list_id.is_none() {
+            return Err(FieldErrors::single("list_id", "This field is required."));
+        }
+        check_delay(args)
+    }
+
+    async fn run(ctx: JobContext, args: ArchiveArgs) -> Result<Archived, JobError> {
+        let list_id = args.list_id.ok_or("list_id is required")?;
+        let delay = Duration::from_millis(args.delay_ms.unwrap_or(200));
+        archive_done(&ctx, list_id, delay).await
+    }
+}
+
+/// `POST /api/lists/<pk>/add_samples/` with `{"count": 3, "prefix": "idea"}`: adds sample tasks
+/// "idea #1" … to the list. Result: `{"created": n}`.
+pub struct AddSamples;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleArgs {
+    pub count: u32,
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+impl rest_live::Job for AddSamples {
+    type Resource = List;
+    type Args = SampleArgs;
+    type Output = Value;
+    const NAME: &'static str = "add_samples";
+    const ON_OBJECT: bool = true;
+
+    fn validate(args: &SampleArgs) -> Result<(), FieldErrors> {
+        if !(1..=100).contains(&args.count) {
+            return Err(FieldErrors::single(
+                "count",
+                "Ensure this value is between 1 and 100.",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn run(ctx: JobContext, args: SampleArgs) -> Result<Value, JobError> {
+        let list_id: i32 = ctx.pk()?;
+        let prefix = args.prefix.unwrap_or_else(|| "sample".to_owned());
+        let count = args.count;
+        ctx.transaction(move |tx| {
+            for i in 1..=count {
+                let text = format!("{prefix} #{i}");
+                tx.create(Task {
+                    id: 0,
+                    text,
+                    done: false,
+                    list_id,
+                    owner: None,
+                })?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(json!({ "created": count }))
+    }
+}
+
+rest_live::register_job!(ArchiveListDone);
+rest_live::register_job!(ArchiveDone);
+rest_live::register_job!(AddSamples);
 
 /// The app with its migrations; start-up fails if either resource is missing from the binary.
 /// Without an authenticator every client is anonymous.

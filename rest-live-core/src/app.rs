@@ -14,6 +14,7 @@ use crate::connection::{Connection, Outgoing};
 use crate::error::{ApiError, Error};
 use crate::http::{self, HttpRequest, HttpResponse};
 use crate::hub::Hub;
+use crate::jobs::{Job, JobBinding, JobBound, Jobs};
 use crate::registry::Registry;
 use crate::resource::Resource;
 use crate::store::{DatabaseUrl, Migrations, Store, Tx};
@@ -29,6 +30,14 @@ pub struct Config {
     pub http_prefix: String,
     /// WebSocket endpoint path.
     pub ws_path: String,
+    /// The WebSocket endpoint speaking django-rest-live's subscription format ([`crate::drl`]);
+    /// `None` turns it off.
+    pub drl_path: Option<String>,
+    /// Where the OpenAPI 3.1 document of the HTTP API is served; `None` turns it off.
+    pub openapi_path: Option<String>,
+    /// Where the browser inspector (a page to try every stream and action, with a live log) is
+    /// served, and its metadata at `<path>/meta`. Off by default: turn it on in development.
+    pub inspector_path: Option<String>,
     /// `list` page size when the client gives none.
     pub default_page_size: i64,
     /// Largest `list` page; larger requests are clamped to it.
@@ -71,6 +80,17 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// The cookie holding a token, for browsers.
     pub auth_cookie: String,
+    /// Jobs one process runs at a time.
+    pub job_workers: usize,
+    /// How often workers look for jobs queued by other processes (local ones wake them at once).
+    pub job_poll_interval: Duration,
+    /// A running job's worker refreshes its claim this often (a third of it); a job whose claim
+    /// is older (its process died) is run again.
+    pub job_lease: Duration,
+    /// Runs of one job at most (the first included) before it fails with "worker lost".
+    pub job_max_attempts: u32,
+    /// Finished jobs are kept this long, then pruned.
+    pub job_retention: Duration,
 }
 
 /// Change-log retention. A client resuming from before what is kept gets 410 and refetches.
@@ -98,6 +118,9 @@ impl Default for Config {
             pool_size: 8,
             http_prefix: "/api".into(),
             ws_path: "/ws".into(),
+            drl_path: Some("/ws/subscribe/".into()),
+            openapi_path: Some("/api/openapi.json".into()),
+            inspector_path: None,
             default_page_size: 25,
             max_page_size: 1000,
             max_frame_bytes: 1 << 20,
@@ -117,6 +140,11 @@ impl Default for Config {
             allow_anonymous: None,
             allowed_origins: Vec::new(),
             auth_cookie: "rest_live_token".into(),
+            job_workers: 4,
+            job_poll_interval: Duration::from_millis(500),
+            job_lease: Duration::from_secs(30),
+            job_max_attempts: 3,
+            job_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -149,8 +177,19 @@ pub struct App {
     inner: Arc<AppInner>,
 }
 
+/// A handle that does not keep the app alive (for its own background tasks).
+#[derive(Clone)]
+pub struct WeakApp(std::sync::Weak<AppInner>);
+
+impl WeakApp {
+    pub fn upgrade(&self) -> Option<App> {
+        self.0.upgrade().map(|inner| App { inner })
+    }
+}
+
 struct AppInner {
     config: Config,
+    jobs: Jobs,
     authenticator: Option<Box<dyn Authenticator>>,
     sessions: Sessions,
     throttles: PrincipalThrottles,
@@ -158,11 +197,13 @@ struct AppInner {
     store: Store,
     hub: Arc<Hub>,
     tasks: Vec<JoinHandle<()>>,
+    /// The job workers (they hold only a weak handle on the app).
+    workers: std::sync::OnceLock<JoinHandle<()>>,
 }
 
 impl Drop for AppInner {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.iter().chain(self.workers.get()) {
             task.abort();
         }
     }
@@ -189,6 +230,15 @@ impl App {
         &self.inner.hub
     }
 
+    pub fn downgrade(&self) -> WeakApp {
+        WeakApp(Arc::downgrade(&self.inner))
+    }
+
+    /// The declared jobs and this process's workers.
+    pub fn jobs(&self) -> &Jobs {
+        &self.inner.jobs
+    }
+
     pub(crate) fn sessions(&self) -> &Sessions {
         &self.inner.sessions
     }
@@ -213,7 +263,13 @@ impl App {
         }
     }
 
-    fn allows_anonymous(&self) -> bool {
+    /// Whether the app has an [`Authenticator`] (credentials are checked; an invalid one is 401).
+    pub fn authenticates(&self) -> bool {
+        self.inner.authenticator.is_some()
+    }
+
+    /// Whether requests without a credential are served, as the anonymous principal.
+    pub fn allows_anonymous(&self) -> bool {
         self.inner
             .config
             .allow_anonymous
@@ -275,10 +331,11 @@ impl App {
             .await
     }
 
-    /// Prunes the change log now, per [`Config::retention`]; returns how many changes went.
-    /// (It also runs every [`Config::prune_interval`].)
+    /// Prunes the change log (per [`Config::retention`]) and finished jobs (per
+    /// [`Config::job_retention`]) now; returns how many changes went. (It also runs every
+    /// [`Config::prune_interval`].)
     pub async fn prune_now(&self) -> Result<usize, ApiError> {
-        prune(&self.inner.store, &self.inner.config.retention).await
+        prune(&self.inner.store, &self.inner.config).await
     }
 
     /// Runs `f` in one write transaction: its writes commit together and their events go out
@@ -309,6 +366,7 @@ pub struct AppBuilder {
     authenticator: Option<Box<dyn Authenticator>>,
     migrations: Migrations,
     explicit: Vec<&'static dyn Binding>,
+    explicit_jobs: Vec<&'static dyn JobBinding>,
     expected: Vec<String>,
 }
 
@@ -335,6 +393,12 @@ impl AppBuilder {
     /// the remedy when they vanish because the binary never names the crate that declares them.
     pub fn register<R: Resource>(mut self) -> Self {
         self.explicit.push(&Bound::<R>::INSTANCE);
+        self
+    }
+
+    /// Registers a job explicitly (normally [`crate::register_job!`] does).
+    pub fn job<J: Job>(mut self) -> Self {
+        self.explicit_jobs.push(&JobBound::<J>::INSTANCE);
         self
     }
 
@@ -387,7 +451,7 @@ impl AppBuilder {
 
     /// Collects the registry, opens the database, runs migrations and starts the feed.
     pub async fn build(self) -> Result<App, Error> {
-        let registry = Registry::collect(&self.explicit)?;
+        let registry = Registry::collect(&self.explicit, &self.explicit_jobs)?;
         let missing: Vec<&str> = self
             .expected
             .iter()
@@ -429,15 +493,15 @@ impl AppBuilder {
             tasks.push(listener);
         }
         let pruner = {
-            let (store, retention, every) = (
+            let (store, config, every) = (
                 store.clone(),
-                self.config.retention.clone(),
+                self.config.clone(),
                 self.config.prune_interval,
             );
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(every).await;
-                    match prune(&store, &retention).await {
+                    match prune(&store, &config).await {
                         Ok(0) => {}
                         Ok(n) => tracing::debug!(removed = n, "change log pruned"),
                         Err(error) => tracing::warn!(%error, "pruning the change log failed"),
@@ -446,8 +510,10 @@ impl AppBuilder {
             })
         };
         tracing::info!(streams = ?registry.streams(), "rest-live application ready");
-        Ok(App {
+        let jobs = Jobs::new(registry.jobs().to_vec());
+        let app = App {
             inner: Arc::new(AppInner {
+                jobs,
                 throttles: PrincipalThrottles::new(
                     self.config.principal_requests_per_second,
                     self.config.principal_request_burst,
@@ -462,21 +528,32 @@ impl AppBuilder {
                     tasks.push(pruner);
                     tasks
                 },
+                workers: std::sync::OnceLock::new(),
             }),
-        })
+        };
+        if !app.jobs().is_empty() {
+            let _ = app
+                .inner
+                .workers
+                .set(crate::jobs::spawn_workers(app.clone()));
+        }
+        Ok(app)
     }
 }
 
-async fn prune(store: &Store, retention: &Retention) -> Result<usize, ApiError> {
-    let cutoff = retention.max_age.map(|age| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        now.saturating_sub(age).as_millis() as i64
-    });
-    let keep = retention.max_rows;
+async fn prune(store: &Store, config: &Config) -> Result<usize, ApiError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let before = |age: Duration| now.saturating_sub(age).as_millis() as i64;
+    let cutoff = config.retention.max_age.map(before);
+    let keep = config.retention.max_rows;
+    let jobs_before = before(config.job_retention);
     store
-        .maintain(move |c| Ok(changelog::prune(c, cutoff, keep)?))
+        .maintain(move |mut c| {
+            crate::jobs::prune(c.reborrow(), jobs_before)?;
+            Ok(changelog::prune(c, cutoff, keep)?)
+        })
         .await
 }
 

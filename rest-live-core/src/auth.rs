@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use crate::connection::{CloseReason, Outbox};
 
 /// The identity a request or a connection acts as.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Principal {
     /// `None` for the anonymous principal.
     pub id: Option<String>,
+    #[serde(default)]
     pub roles: Vec<String>,
+    #[serde(default)]
     system: bool,
 }
 

@@ -226,11 +226,22 @@ impl Connection {
     }
 
     /// The connection's and the principal's rate limits.
-    fn admit(&mut self) -> bool {
+    pub(crate) fn admit(&mut self) -> bool {
         self.throttle.admit() && self.app.admit(&self.principal)
     }
 
-    fn audience(&mut self, binding: &'static dyn Binding) -> Arc<Audience> {
+    /// The app this connection belongs to.
+    pub(crate) fn app(&self) -> &App {
+        &self.app
+    }
+
+    /// Where this connection's frames go (other codecs queue their frames here too).
+    pub(crate) fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// This connection's audience for `binding`'s events (one per stream).
+    pub(crate) fn audience(&mut self, binding: &'static dyn Binding) -> Arc<Audience> {
         let stream = binding.meta().stream;
         if let Some(a) = self
             .audiences
@@ -284,7 +295,19 @@ impl Connection {
             "unsubscribe_instance" => return self.unsubscribe_instance(binding, req),
             "subscribe" => return self.subscribe_group(binding, req).await,
             "unsubscribe" => return self.unsubscribe_group(binding, req),
-            other => return Err(ApiError::MethodNotAllowed(Some(other.to_owned()))),
+            other => {
+                let Some(job) = self.app.jobs().get(binding.meta().stream, other) else {
+                    return Err(ApiError::MethodNotAllowed(Some(other.to_owned())));
+                };
+                let pk = if job.on_object() {
+                    Some(pk_arg(p)?)
+                } else {
+                    None
+                };
+                let args = Value::Object(data_arg(p)?);
+                let state = crate::jobs::start(&self.app, &self.principal, job, pk, args).await?;
+                return Ok(Handled::Reply(202, Some(state)));
+            }
         };
         let outcome = actions::execute(&self.app, &self.principal, binding, op).await?;
         Ok(Handled::Reply(outcome.status, outcome.data))

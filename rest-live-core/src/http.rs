@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::binding::Input;
 use crate::error::ApiError;
+use crate::jobs::{self, JOBS_STREAM};
 
 /// An HTTP request below the API prefix.
 #[derive(Debug)]
@@ -74,16 +75,42 @@ async fn route(
     {
         segments = rest;
     }
+    let method = req.method.as_str();
+    if let [first, rest @ ..] = segments
+        && first == JOBS_STREAM
+    {
+        return job_state(app, principal, method, rest)
+            .await
+            .map_err(|(e, allow)| (e, allow));
+    }
     let (stream, pk) = match segments {
         [stream] => (stream, None),
         [stream, pk] if !pk.is_empty() => (stream, Some(pk.clone())),
+        [stream, pk, job] if !pk.is_empty() && method == "POST" => {
+            let binding = app
+                .registry()
+                .get(stream)
+                .ok_or_else(|| (ApiError::UnknownStream(stream.clone()), None))?;
+            return match app.jobs().get(binding.meta().stream, job) {
+                Some(job) if job.on_object() => {
+                    start_job(app, principal, job, Some(Input::Text(pk.clone())), &req).await
+                }
+                _ => Err((ApiError::NotFound, None)),
+            };
+        }
         _ => return Err((ApiError::NotFound, None)),
     };
     let binding = app
         .registry()
         .get(stream)
         .ok_or_else(|| (ApiError::UnknownStream(stream.clone()), None))?;
-    let method = req.method.as_str();
+    if method == "POST"
+        && let Some(name) = &pk
+        && let Some(job) = app.jobs().get(binding.meta().stream, name)
+        && !job.on_object()
+    {
+        return start_job(app, principal, job, None, &req).await;
+    }
     let op = match (method, pk) {
         ("GET", None) => list_op(&req.query).map_err(|e| (e, None))?,
         ("POST", None) => Op::Create {
@@ -129,6 +156,95 @@ async fn route(
         location,
         allow: None,
     })
+}
+
+/// 202 Accepted with `Location` to the job's state.
+async fn start_job(
+    app: &App,
+    principal: &Principal,
+    job: &'static dyn crate::jobs::JobBinding,
+    pk: Option<Input>,
+    req: &HttpRequest,
+) -> Result<HttpResponse, Failure> {
+    // A job without arguments may be started with an empty body.
+    let args = if req.body.iter().all(u8::is_ascii_whitespace) && req.content_type.is_none() {
+        Map::new()
+    } else {
+        body_object(req).map_err(|e| (e, None))?
+    };
+    let state = jobs::start(app, principal, job, pk, Value::Object(args))
+        .await
+        .map_err(|e| (e, None))?;
+    let location = serde_json::from_str::<Value>(state.get())
+        .ok()
+        .and_then(|v| v["resource_uri"].as_str().map(str::to_owned));
+    Ok(HttpResponse {
+        status: 202,
+        body: Some(state.get().as_bytes().to_vec()),
+        location,
+        allow: None,
+    })
+}
+
+const JOB_METHODS: &str = "GET, DELETE";
+
+/// `/jobs/<id>/` (GET: state, or 303 to the result once finished; DELETE: cancel) and
+/// `/jobs/<id>/result/`.
+async fn job_state(
+    app: &App,
+    principal: &Principal,
+    method: &str,
+    rest: &[String],
+) -> Result<HttpResponse, Failure> {
+    let json = |status: u16, value: &Value, location: Option<String>| HttpResponse {
+        status,
+        body: Some(serde_json::to_vec(value).unwrap_or_default()),
+        location,
+        allow: None,
+    };
+    match (method, rest) {
+        ("GET", [id]) => {
+            let record = jobs::get(app, principal, id.clone())
+                .await
+                .map_err(|e| (e, None))?;
+            let state = Value::Object(jobs::state_resource(app, &record));
+            if record.state.is_finished() {
+                let result = state["result_uri"].as_str().map(str::to_owned);
+                Ok(json(303, &state, result))
+            } else {
+                Ok(json(200, &state, None))
+            }
+        }
+        ("DELETE", [id]) => {
+            jobs::cancel(app, principal, id.clone())
+                .await
+                .map_err(|e| (e, None))?;
+            let record = jobs::get(app, principal, id.clone())
+                .await
+                .map_err(|e| (e, None))?;
+            Ok(json(
+                410,
+                &Value::Object(jobs::state_resource(app, &record)),
+                None,
+            ))
+        }
+        ("GET", [id, result]) if result == "result" => {
+            let record = jobs::get(app, principal, id.clone())
+                .await
+                .map_err(|e| (e, None))?;
+            let body = jobs::result_resource(&record).map_err(|e| (e, None))?;
+            Ok(json(200, &body, None))
+        }
+        (_, [_]) => Err((
+            ApiError::MethodNotAllowed(Some(method.to_owned())),
+            Some(JOB_METHODS),
+        )),
+        (_, [_, result]) if result == "result" => Err((
+            ApiError::MethodNotAllowed(Some(method.to_owned())),
+            Some("GET"),
+        )),
+        _ => Err((ApiError::NotFound, None)),
+    }
 }
 
 fn list_op(query: &[(String, String)]) -> Result<Op, ApiError> {

@@ -17,7 +17,25 @@ use crate::auth::Principal;
 use crate::binding::Binding;
 use crate::changelog::{Change, ChangeAction};
 use crate::connection::{CloseReason, Outbox};
-use crate::protocol;
+use crate::{drl, protocol};
+
+/// How a subscriber's events are encoded. Several codecs share one hub: a change is judged once
+/// per audience, and each distinct frame is encoded once per format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventFormat {
+    /// PROTOCOL.md's `{stream, payload}` event, with the subscription's `request_id` and `seq`.
+    Envelope,
+    /// The django-rest-live event `{"model": label, "payload": object, "action": "UPDATED"}`
+    /// (see [`crate::drl`]). A deletion carries the object as the subscriber last saw it.
+    DjangoRestLive { label: &'static str },
+}
+
+impl EventFormat {
+    /// Whether a `delete` carries the object as last seen rather than just `{"pk": …}`.
+    fn deletes_carry_object(self) -> bool {
+        matches!(self, EventFormat::DjangoRestLive { .. })
+    }
+}
 
 /// What a subscription follows within one stream.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -124,6 +142,38 @@ impl Audience {
         self.binding.present(&self.principal, &mut object);
         Some((action, Value::Object(object).to_string().into()))
     }
+
+    /// [`Audience::event`] in `format`: the django-rest-live format sends a deleted object as
+    /// this audience last saw it (its old version, which it could read), not only its pk.
+    pub fn event_in<'c>(
+        &self,
+        change: &'c Change,
+        base: ChangeAction,
+        format: EventFormat,
+    ) -> Option<(ChangeAction, std::borrow::Cow<'c, str>)> {
+        let (action, data) = self.event(change, base)?;
+        if action != ChangeAction::Delete || !format.deletes_carry_object() {
+            return Some((action, data));
+        }
+        let old = match change.action {
+            ChangeAction::Delete => Some(change.row.as_str()),
+            ChangeAction::Update => change.old_row.as_deref(),
+            ChangeAction::Create => None,
+        };
+        let Some(old) = old else {
+            return Some((action, data));
+        };
+        if !self.restricted {
+            return Some((action, old.into()));
+        }
+        match serde_json::from_str::<Map<String, Value>>(old) {
+            Ok(mut object) => {
+                self.binding.present(&self.principal, &mut object);
+                Some((action, Value::Object(object).to_string().into()))
+            }
+            Err(_) => Some((action, data)),
+        }
+    }
 }
 
 fn group_value(groups: Option<&str>, key: &str) -> Option<String> {
@@ -155,6 +205,8 @@ pub struct Subscriber {
     pub request_id: Arc<str>,
     pub state: Arc<SubState>,
     pub audience: Arc<Audience>,
+    /// How its events are encoded.
+    pub format: EventFormat,
 }
 
 impl Subscriber {
@@ -170,7 +222,14 @@ impl Subscriber {
             request_id,
             state: SubState::new(pending),
             audience,
+            format: EventFormat::Envelope,
         }
+    }
+
+    /// The same subscriber, with its events encoded in `format`.
+    pub fn with_format(mut self, format: EventFormat) -> Self {
+        self.format = format;
+        self
     }
 
     fn same(&self, other: &Subscriber) -> bool {
@@ -391,42 +450,56 @@ fn parse_groups(json: Option<&str>) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// Decides once per audience what it gets, encodes each distinct (audience, action, request_id)
-/// frame once, and shares its bytes.
+/// Decides once per audience what it gets, encodes each distinct (audience, action, format,
+/// request_id) frame once, and shares its bytes. Formats without a `request_id` (django-rest-live)
+/// share one frame per audience and action.
 fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
     type Verdict<'c> = Option<(ChangeAction, std::borrow::Cow<'c, str>)>;
-    let mut verdicts: Vec<(ChangeAction, &str, Verdict<'_>)> = Vec::new();
-    let mut frames: Vec<(ChangeAction, &str, &str, Bytes)> = Vec::new();
+    // (base action, audience, whether a delete carries the object) → what the audience gets.
+    let mut verdicts: Vec<(ChangeAction, &str, bool, Verdict<'_>)> = Vec::new();
+    let mut frames: Vec<(ChangeAction, &str, EventFormat, &str, Bytes)> = Vec::new();
     for (sub, base) in deliveries {
         let audience = sub.audience.key.as_str();
+        let format = sub.format;
+        let request_id = match format {
+            EventFormat::Envelope => &*sub.request_id,
+            EventFormat::DjangoRestLive { .. } => "",
+        };
         let cached = frames
             .iter()
-            .find(|(a, k, rid, _)| *a == base && *k == audience && *rid == &*sub.request_id)
-            .map(|(_, _, _, b)| b.clone());
+            .find(|(a, k, f, rid, _)| {
+                *a == base && *k == audience && *f == format && *rid == request_id
+            })
+            .map(|(_, _, _, _, b)| b.clone());
         let frame = match cached {
             Some(frame) => frame,
             None => {
+                let full = format.deletes_carry_object();
                 let index = match verdicts
                     .iter()
-                    .position(|(a, k, _)| *a == base && *k == audience)
+                    .position(|(a, k, f, _)| *a == base && *k == audience && *f == full)
                 {
                     Some(i) => i,
                     None => {
-                        verdicts.push((base, audience, sub.audience.event(change, base)));
+                        let verdict = sub.audience.event_in(change, base, format);
+                        verdicts.push((base, audience, full, verdict));
                         verdicts.len() - 1
                     }
                 };
-                let Some((action, data)) = &verdicts[index].2 else {
+                let Some((action, data)) = &verdicts[index].3 else {
                     continue;
                 };
-                let frame = protocol::event_frame(
-                    &change.stream,
-                    *action,
-                    &sub.request_id,
-                    change.seq,
-                    data,
-                );
-                frames.push((base, audience, &sub.request_id, frame.clone()));
+                let frame = match format {
+                    EventFormat::Envelope => protocol::event_frame(
+                        &change.stream,
+                        *action,
+                        &sub.request_id,
+                        change.seq,
+                        data,
+                    ),
+                    EventFormat::DjangoRestLive { label } => drl::event_frame(label, *action, data),
+                };
+                frames.push((base, audience, format, request_id, frame.clone()));
                 frame
             }
         };

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::binding::Binding;
 use crate::error::Error;
+use crate::jobs::{JOBS_BINDING, JOBS_STREAM, JobBinding, JobRegistration};
 
 /// Stream names the framework keeps for itself.
 pub const RESERVED_STREAMS: &[&str] = &["jobs"];
@@ -23,15 +24,33 @@ pub struct Registration {
 
 inventory::collect!(Registration);
 
-/// Stream name → resource, built once.
+/// Stream name → resource, built once; and the declared jobs.
 pub struct Registry {
     by_stream: BTreeMap<&'static str, &'static dyn Binding>,
+    jobs: Vec<&'static dyn JobBinding>,
 }
+
+/// Actions a job may not be named after.
+const BUILT_IN_ACTIONS: &[&str] = &[
+    "list",
+    "retrieve",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "subscribe",
+    "unsubscribe",
+    "subscribe_instance",
+    "unsubscribe_instance",
+];
 
 impl Registry {
     /// Collects every submitted registration plus `explicit` ones (a type registered both ways
     /// counts once) and checks them.
-    pub fn collect(explicit: &[&'static dyn Binding]) -> Result<Self, Error> {
+    pub fn collect(
+        explicit: &[&'static dyn Binding],
+        explicit_jobs: &[&'static dyn JobBinding],
+    ) -> Result<Self, Error> {
         let mut all: Vec<&'static dyn Binding> = inventory::iter::<Registration>
             .into_iter()
             .map(|r| r.binding)
@@ -39,7 +58,43 @@ impl Registry {
             .collect();
         all.sort_by_key(|b| (b.meta().stream, b.meta().type_name));
         all.dedup_by(|a, b| a.type_id() == b.type_id());
-        Self::from_bindings(all)
+        let mut registry = Self::from_bindings(all)?;
+        let mut jobs: Vec<&'static dyn JobBinding> = inventory::iter::<JobRegistration>
+            .into_iter()
+            .map(|r| r.job)
+            .chain(explicit_jobs.iter().copied())
+            .collect();
+        jobs.sort_by_key(|j| (j.resource().meta().stream, j.name()));
+        jobs.dedup_by(|a, b| {
+            a.resource().meta().stream == b.resource().meta().stream && a.name() == b.name()
+        });
+        let mut problems = Vec::new();
+        for job in &jobs {
+            let stream = job.resource().meta().stream;
+            let name = job.name();
+            if registry.get(stream).is_none() {
+                problems.push(format!(
+                    "job {name:?} is declared on stream {stream:?}, which is not registered"
+                ));
+            }
+            if BUILT_IN_ACTIONS.contains(&name) || check_stream_name(name).is_some() {
+                problems.push(format!(
+                    "job {name:?} on stream {stream:?}: a job name must be ASCII letters, digits, '_' or '-', and not a built-in action"
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Registry(problems.join("; ")));
+        }
+        registry.jobs = jobs;
+        // The built-in stream of job states.
+        registry.by_stream.insert(JOBS_STREAM, &JOBS_BINDING);
+        Ok(registry)
+    }
+
+    /// The declared jobs.
+    pub fn jobs(&self) -> &[&'static dyn JobBinding] {
+        &self.jobs
     }
 
     fn from_bindings(all: Vec<&'static dyn Binding>) -> Result<Self, Error> {
@@ -62,7 +117,10 @@ impl Registry {
             by_stream.insert(meta.stream, binding);
         }
         if problems.is_empty() {
-            Ok(Self { by_stream })
+            Ok(Self {
+                by_stream,
+                jobs: Vec::new(),
+            })
         } else {
             Err(Error::Registry(problems.join("; ")))
         }

@@ -175,10 +175,7 @@ impl Store {
                         diesel::RunQueryDsl::execute(diesel::sql_query(sql), conn)
                             .map_err(|e| Error::Database(format!("migration lock: {e}")))
                     };
-                    lock(
-                        "SELECT pg_advisory_lock(7215387450962201345)",
-                        &mut conn,
-                    )?;
+                    lock("SELECT pg_advisory_lock(7215387450962201345)", &mut conn)?;
                     let migrated = migrate(
                         &mut *conn,
                         CORE_POSTGRES_MIGRATIONS,
@@ -188,10 +185,8 @@ impl Store {
                         changelog::ensure_streams(AnyConn::Pg(&mut conn), &streams)
                             .map_err(|e| Error::Database(e.to_string()))
                     });
-                    let unlocked = lock(
-                        "SELECT pg_advisory_unlock(7215387450962201345)",
-                        &mut conn,
-                    );
+                    let unlocked =
+                        lock("SELECT pg_advisory_unlock(7215387450962201345)", &mut conn);
                     migrated.and(unlocked)?;
                     (Pools::Pg(pool), pool_size.max(1) as usize)
                 }

@@ -184,6 +184,13 @@ impl<'a> Tx<'a> {
         Ok(n)
     }
 
+    /// Appends a change the framework made itself (job states).
+    pub(crate) fn append(&mut self, change: &NewChange) -> Result<(), ApiError> {
+        changelog::append(self.conn.reborrow(), change)?;
+        self.changes += 1;
+        Ok(())
+    }
+
     fn log<R: Resource>(
         &mut self,
         action: ChangeAction,

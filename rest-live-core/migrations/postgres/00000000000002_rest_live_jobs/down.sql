@@ -1,0 +1,1 @@
+DROP TABLE rest_live_jobs;
