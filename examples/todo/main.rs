@@ -29,7 +29,16 @@ async fn main() -> Result<(), rest_live::Error> {
     } else {
         models::builder()
     };
-    let app = builder.database_url(database_url).build().await?;
+    let app = builder
+        .database_url(database_url)
+        .configure(|c| {
+            // How soon a job whose process died is run again (tests shorten it).
+            if let Some(ms) = env_u64("REST_LIVE_JOB_LEASE_MS") {
+                c.job_lease = std::time::Duration::from_millis(ms);
+            }
+        })
+        .build()
+        .await?;
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, demo_users, "serving");
@@ -44,6 +53,10 @@ async fn main() -> Result<(), rest_live::Error> {
         .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -456,18 +456,16 @@ fn log(
     new: &JobRecord,
 ) -> Result<(), ApiError> {
     let row = |r: &JobRecord| Value::Object(r.state_json(prefix)).to_string();
+    // Every state, the first (PENDING) included, is an `update` of the job: a client following
+    // the job by id (with `since` to see it from the start) gets one event per state.
     tx.append(&NewChange {
         stream: JOBS_STREAM,
-        action: if old.is_some() {
-            ChangeAction::Update
-        } else {
-            ChangeAction::Create
-        },
+        action: ChangeAction::Update,
         pk: Value::from(new.id.clone()).to_string(),
         old_groups: None,
         new_groups: None,
         row: row(new),
-        old_row: old.map(row),
+        old_row: Some(row(old.unwrap_or(new))),
         committed_at: now_ms(),
     })
 }
