@@ -182,6 +182,51 @@ impl TestServer {
         Self::serve(app, database).await
     }
 
+    /// Like [`TestServer::start`], serving the app's routes behind extra routes of the
+    /// application: `extra(app.clone()).or(routes(app))` (e.g. a `POST /logout` filter).
+    ///
+    /// # Panics
+    /// If the app does not start.
+    pub async fn start_with_routes<X, F, R>(builder: AppBuilder, extra: X) -> Self
+    where
+        X: FnOnce(App) -> F,
+        F: ::warp::Filter<Extract = (R,), Error = ::warp::Rejection>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        R: ::warp::Reply + Send + 'static,
+    {
+        let database = TestDatabase::for_tests().await;
+        let app = builder
+            .database_url(database.url.clone())
+            .build()
+            .await
+            .expect("rest-live app starts");
+        let routes = extra(app.clone()).or(crate::warp::routes(app.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local address");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            ::warp::serve(routes)
+                .incoming(listener)
+                .graceful(async {
+                    let _ = rx.await;
+                })
+                .run()
+                .await;
+        });
+        Self {
+            app,
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+            _database: database,
+        }
+    }
+
     async fn serve(app: App, database: TestDatabase) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await

@@ -50,9 +50,14 @@ impl HttpResponse {
 
 const COLLECTION_METHODS: &str = "GET, POST";
 const OBJECT_METHODS: &str = "GET, PUT, PATCH, DELETE";
+const JOB_START_METHODS: &str = "POST";
 
 /// Handles one API request.
 pub async fn handle(app: &App, principal: &Principal, req: HttpRequest) -> HttpResponse {
+    // The principal's rate limit is shared by its sockets and its HTTP requests.
+    if !app.admit(principal) {
+        return HttpResponse::error(&ApiError::Throttled);
+    }
     match route(app, principal, req).await {
         Ok(response) => response,
         Err((error, allow)) => HttpResponse {
@@ -79,9 +84,7 @@ async fn route(
     if let [first, rest @ ..] = segments
         && first == JOBS_STREAM
     {
-        return job_state(app, principal, method, rest)
-            .await
-            .map_err(|(e, allow)| (e, allow));
+        return job_state(app, principal, method, rest).await;
     }
     let (stream, pk) = match segments {
         [stream] => (stream, None),
@@ -98,17 +101,32 @@ async fn route(
                 _ => Err((ApiError::NotFound, None)),
             };
         }
+        // A job's path takes only POST.
+        [stream, pk, job]
+            if !pk.is_empty() && app.jobs().get(stream, job).is_some_and(|j| j.on_object()) =>
+        {
+            return Err((
+                ApiError::MethodNotAllowed(Some(method.to_owned())),
+                Some(JOB_START_METHODS),
+            ));
+        }
         _ => return Err((ApiError::NotFound, None)),
     };
     let binding = app
         .registry()
         .get(stream)
         .ok_or_else(|| (ApiError::UnknownStream(stream.clone()), None))?;
-    if method == "POST"
-        && let Some(name) = &pk
+    if let Some(name) = &pk
         && let Some(job) = app.jobs().get(binding.meta().stream, name)
         && !job.on_object()
     {
+        if method != "POST" {
+            // A job's path takes only POST.
+            return Err((
+                ApiError::MethodNotAllowed(Some(method.to_owned())),
+                Some(JOB_START_METHODS),
+            ));
+        }
         return start_job(app, principal, job, None, &req).await;
     }
     let op = match (method, pk) {
