@@ -413,7 +413,11 @@ fn load_locked(conn: AnyConn<'_>, id: &str) -> QueryResult<Option<JobRecord>> {
     let row: Option<JobRow> = match conn {
         AnyConn::Sqlite(c) => j::rest_live_jobs.find(id).first(c).optional()?,
         #[cfg(feature = "postgres")]
-        AnyConn::Pg(c) => j::rest_live_jobs.find(id).first(c).optional()?,
+        AnyConn::Pg(c) => j::rest_live_jobs
+            .find(id)
+            .for_update()
+            .first(c)
+            .optional()?,
     };
     Ok(row.map(JobRecord::from))
 }

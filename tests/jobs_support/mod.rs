@@ -1,0 +1,319 @@
+//! Shared by the job tests (`tests/jobs*.rs`): an HTTP client that follows jobs, and the example
+//! binary run as a child process.
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// How long a condition may take before the test fails (generous: nothing here is timed).
+pub const PATIENCE: Duration = Duration::from_secs(60);
+/// How often a condition is looked at again.
+pub const POLL: Duration = Duration::from_millis(10);
+
+/// What came back: status, `Location` and the body (`null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub location: Option<String>,
+    pub body: Value,
+}
+
+/// An HTTP client of one principal (a bearer token, or anonymous) that does not follow
+/// redirects, so that the 303 of a finished job is seen as such.
+pub struct Api {
+    base: String,
+    client: reqwest::Client,
+    token: Option<&'static str>,
+}
+
+impl Api {
+    /// A client of the server at `base` (`http://<addr>`).
+    pub fn new(base: String, token: Option<&'static str>) -> Self {
+        Self {
+            base,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("HTTP client"),
+            token,
+        }
+    }
+
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: String,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(token) = self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().expect("ASCII Location").to_owned());
+        let text = response.text().await.expect("response body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text:?}"))
+        };
+        Reply {
+            status,
+            location,
+            body,
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        match body {
+            Some(body) => {
+                self.raw(method, path, Some("application/json"), body.to_string())
+                    .await
+            }
+            None => self.raw(method, path, None, String::new()).await,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    pub async fn create_list(&self, name: &str) -> i64 {
+        let reply = self.post("/api/lists/", json!({ "name": name })).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+        reply.body["id"].as_i64().expect("list id")
+    }
+
+    /// A list with `done` done tasks and `open` open ones; returns its id and the done tasks' ids.
+    pub async fn list_with_tasks(
+        &self,
+        name: &str,
+        done: usize,
+        open: usize,
+    ) -> (i64, BTreeSet<i64>) {
+        let list = self.create_list(name).await;
+        let mut done_ids = BTreeSet::new();
+        for i in 0..done + open {
+            let is_done = i < done;
+            let reply = self
+                .post(
+                    "/api/tasks/",
+                    json!({"text": format!("{name} {i}"), "done": is_done, "list_id": list}),
+                )
+                .await;
+            assert_eq!(reply.status, 201, "{reply:?}");
+            if is_done {
+                done_ids.insert(reply.body["id"].as_i64().expect("task id"));
+            }
+        }
+        (list, done_ids)
+    }
+
+    /// The list's tasks as `(id, done)`.
+    pub async fn tasks(&self, list: i64) -> Vec<(i64, bool)> {
+        let reply = self
+            .get(&format!("/api/tasks/?list_id={list}&limit=1000"))
+            .await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|t| {
+                (
+                    t["id"].as_i64().expect("id"),
+                    t["done"].as_bool().expect("done"),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn done_count(&self, list: i64) -> usize {
+        self.tasks(list).await.iter().filter(|(_, d)| *d).count()
+    }
+
+    /// Starts a job with `POST path body`: asserts 202, the `Location` and the exact body;
+    /// returns the job id.
+    pub async fn start(&self, path: &str, body: Value) -> String {
+        let reply = self.post(path, body).await;
+        assert_eq!(reply.status, 202, "POST {path}: {reply:?}");
+        let id = reply.body["id"].as_str().expect("a string id").to_owned();
+        assert!(!id.is_empty());
+        let uri = format!("/api/jobs/{id}/");
+        assert_eq!(reply.location.as_deref(), Some(uri.as_str()), "{reply:?}");
+        assert_eq!(
+            reply.body,
+            json!({"id": id, "state": "PENDING", "resource_uri": uri})
+        );
+        id
+    }
+
+    /// Polls the job's state resource until `done(state)`; returns that reply.
+    pub async fn wait_state(
+        &self,
+        id: &str,
+        what: &str,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> Reply {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let reply = self.get(&format!("/api/jobs/{id}/")).await;
+            assert!(
+                reply.status == 200 || reply.status == 303,
+                "GET job {id}: {reply:?}"
+            );
+            let state = reply.body["state"].as_str().expect("a state").to_owned();
+            if done(&state) {
+                return reply;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} not {what} within {PATIENCE:?}: {reply:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits for the job to finish; checks the 303 and its body; returns the state.
+    pub async fn wait_finished(&self, id: &str) -> String {
+        let reply = self
+            .wait_state(id, "finished", |s| {
+                matches!(s, "SUCCESS" | "FAILURE" | "CANCELLED")
+            })
+            .await;
+        let uri = format!("/api/jobs/{id}/");
+        let result_uri = format!("{uri}result/");
+        assert_eq!(reply.status, 303, "{reply:?}");
+        assert_eq!(reply.location.as_deref(), Some(result_uri.as_str()));
+        let state = reply.body["state"].as_str().expect("state").to_owned();
+        assert_eq!(
+            reply.body,
+            json!({"id": id, "state": state, "resource_uri": uri, "result_uri": result_uri})
+        );
+        state
+    }
+
+    pub async fn result(&self, id: &str) -> Value {
+        let reply = self.get(&format!("/api/jobs/{id}/result/")).await;
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The example server as a child process.
+
+/// `target/<profile>/examples/todo`, next to the test executable's `deps` directory.
+pub fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>");
+    profile_dir.join("examples").join("todo")
+}
+
+/// One process of the example app. Killed (SIGKILL) and reaped when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// `127.0.0.1:<port>`
+    pub addr: String,
+}
+
+impl ServerProcess {
+    /// Starts the example on 127.0.0.1, port 0, with `env` on top of `DATABASE_URL`, and waits
+    /// for its `listening on` line. Its log (warnings and up) is echoed to stderr as `[name] …`.
+    pub async fn start(name: &'static str, database_url: &str, env: &[(&str, &str)]) -> Self {
+        let binary = example_binary();
+        assert!(
+            binary.exists(),
+            "{} is missing: build it with `cargo build --examples`",
+            binary.display()
+        );
+        let mut command = Command::new(&binary);
+        command
+            .env("REST_LIVE_BIND", "127.0.0.1:0")
+            .env("DATABASE_URL", database_url)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start the example");
+        let stdout = child.stdout.take().expect("stdout");
+        let (ready, listening) = oneshot::channel();
+        // Keeps draining stdout (the log goes there too) so that the child never blocks on it.
+        std::thread::spawn(move || {
+            let mut ready = Some(ready);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("listening on http://").nth(1)
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(addr.trim().to_owned());
+                } else {
+                    eprintln!("[{name}] {line}");
+                }
+            }
+        });
+        let addr = tokio::time::timeout(PATIENCE, listening)
+            .await
+            .unwrap_or_else(|_| panic!("{name} starts within {PATIENCE:?}"))
+            .unwrap_or_else(|_| panic!("{name} printed no 'listening on' line (see above)"));
+        Self { child, addr }
+    }
+
+    /// An HTTP client of this process.
+    pub fn api(&self, token: Option<&'static str>) -> Api {
+        Api::new(format!("http://{}", self.addr), token)
+    }
+
+    /// `ws://<addr>/ws`
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// SIGKILL: the process dies mid-whatever, without a chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap the killed process");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
