@@ -27,7 +27,8 @@ async fn explicit_registration_recovers_a_vanished_crate() {
         "{}",
         notes.meta().type_name
     );
-    assert_eq!(app.registry().streams(), ["notes"]);
+    // The declared resource, once, beside the built-in stream of job states.
+    assert_eq!(app.registry().streams(), ["jobs", "notes"]);
 
     // And it is usable, not only listed.
     let stored = app

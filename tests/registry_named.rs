@@ -12,5 +12,6 @@ async fn naming_the_crate_keeps_its_resources() {
         .build()
         .await
         .expect("`use vanish_models as _` links the crate and its `notes` resource");
-    assert_eq!(app.registry().streams(), ["notes"]);
+    // The declared resource, once, beside the built-in stream of job states.
+    assert_eq!(app.registry().streams(), ["jobs", "notes"]);
 }

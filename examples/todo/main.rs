@@ -4,6 +4,7 @@
 //! `REST_LIVE_BIND` (default `127.0.0.1:8000`) and `DATABASE_URL` (default `sqlite://todo.db`).
 //! With `--demo-users`, clients sign in with the bearer tokens `alice-token`, `bob-token`
 //! (users) or `carol-token` (admin), and `POST /logout` ends a session.
+//! With `--dev` (or `REST_LIVE_INSPECTOR=1`), the browser inspector is served at `/inspector`.
 
 mod models;
 
@@ -29,9 +30,14 @@ async fn main() -> Result<(), rest_live::Error> {
     } else {
         models::builder()
     };
+    let inspector = std::env::args().any(|a| a == "--dev")
+        || std::env::var("REST_LIVE_INSPECTOR").is_ok_and(|v| v == "1" || v == "true");
     let app = builder
         .database_url(database_url)
         .configure(|c| {
+            if inspector {
+                c.inspector_path = Some("/inspector".into());
+            }
             // How soon a job whose process died is run again (tests shorten it).
             if let Some(ms) = env_u64("REST_LIVE_JOB_LEASE_MS") {
                 c.job_lease = std::time::Duration::from_millis(ms);
@@ -44,6 +50,9 @@ async fn main() -> Result<(), rest_live::Error> {
     tracing::info!(%addr, demo_users, "serving");
     // The line scripts wait for (stdout, flushed at the newline).
     println!("listening on http://{addr}");
+    if inspector {
+        tracing::info!("inspector on http://{addr}/inspector");
+    }
 
     let routes = models::logout(app.clone(), tokens).or(rest_live::warp::routes(app));
     warp::serve(routes)

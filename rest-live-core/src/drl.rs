@@ -344,13 +344,9 @@ impl DrlConnection {
         let format = EventFormat::DjangoRestLive {
             label: binding.meta().label,
         };
-        let subscriber = Subscriber::new(
-            self.inner.outbox().clone(),
-            self.id.clone(),
-            audience,
-            true,
-        )
-        .with_format(format);
+        let subscriber =
+            Subscriber::new(self.inner.outbox().clone(), self.id.clone(), audience, true)
+                .with_format(format);
         let hub = self.inner.app().hub();
         hub.subscribe(stream, &target, subscriber.clone());
         self.subscriptions.push(Subscription {
@@ -427,10 +423,7 @@ fn target(
         if valid.is_empty() {
             format!("{} cannot be subscribed to", meta.label)
         } else {
-            let quoted: Vec<String> = valid
-                .iter()
-                .map(|k| Value::from(*k).to_string())
-                .collect();
+            let quoted: Vec<String> = valid.iter().map(|k| Value::from(*k).to_string()).collect();
             format!("subscribe to {} by {}", meta.label, quoted.join(" or "))
         }
     };

@@ -57,7 +57,10 @@ pub fn field<T: DeserializeOwned>(
             errors.add(name, "Null characters are not allowed.");
             None
         }
-        Some(value) => match T::deserialize(value) {
+        Some(value) => match T::deserialize(value).or_else(|e| match integral(value) {
+            Some(int) => T::deserialize(&int).map_err(|_| e),
+            None => Err(e),
+        }) {
             Ok(v) => Some(v),
             Err(e) => {
                 errors.add(name, format!("Invalid value: {e}."));
@@ -65,6 +68,15 @@ pub fn field<T: DeserializeOwned>(
             }
         },
     }
+}
+
+/// `1.0` as `1`: JSON Schema (and so OpenAPI) counts a number with a zero fraction as an
+/// integer, and some JSON encoders write integers that way.
+fn integral(value: &Value) -> Option<Value> {
+    let f = value.as_f64().filter(|_| value.is_f64())?;
+    // -2^63 ≤ f < 2^63: the conversion is exact.
+    let in_range = f >= i64::MIN as f64 && f < i64::MAX as f64;
+    (f.fract() == 0.0 && in_range).then(|| Value::from(f as i64))
 }
 
 /// Text whose length `#[resource(max_length = N)]` can check.

@@ -66,7 +66,11 @@ pub fn document(app: &App) -> Value {
             "cookie": {"type": "apiKey", "in": "cookie", "name": config.auth_cookie},
             "token": {"type": "apiKey", "in": "query", "name": "token"},
         });
-        let mut security = vec![json!({"bearer": []}), json!({"cookie": []}), json!({"token": []})];
+        let mut security = vec![
+            json!({"bearer": []}),
+            json!({"cookie": []}),
+            json!({"token": []}),
+        ];
         if app.allows_anonymous() {
             security.push(json!({}));
         }
@@ -118,10 +122,8 @@ impl Document {
         let page_ref = json!({"$ref": format!("#/components/schemas/{name}Page")});
         // A policy that restricts may also hide fields (`Permissions::present`): then only the
         // pk is certain to be in a response.
-        self.schemas.insert(
-            name.into(),
-            object_schema(meta, binding.restricted()),
-        );
+        self.schemas
+            .insert(name.into(), object_schema(meta, binding.restricted()));
         self.schemas
             .insert(format!("{name}Input"), input_schema(meta, false));
         self.schemas
@@ -147,12 +149,8 @@ impl Document {
             "name": meta.pk, "in": "path", "required": true, "schema": pk_schema,
             "description": format!("The primary key ({}).", meta.pk),
         });
-        let json_body = |schema: &Value| {
-            json!({"required": true, "content": {"application/json": {"schema": schema}}})
-        };
-        let ok = |description: &str, schema: &Value| {
-            json!({"description": description, "content": {"application/json": {"schema": schema}}})
-        };
+        let json_body = |schema: &Value| json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        let ok = |description: &str, schema: &Value| json!({"description": description, "content": {"application/json": {"schema": schema}}});
         let with = |mut map: Map<String, Value>, status: &str, response: Value| {
             map.insert(status.into(), response);
             Value::Object(map)
@@ -175,7 +173,11 @@ impl Document {
         let mut list = op(
             "list",
             format!("List {stream}, filtered and paginated, ordered by primary key"),
-            with(self.errors(&[400]), "200", ok("A page of objects.", &page_ref)),
+            with(
+                self.errors(&[400]),
+                "200",
+                ok("A page of objects.", &page_ref),
+            ),
         );
         list["parameters"] = Value::from(list_parameters(meta));
 
@@ -201,7 +203,11 @@ impl Document {
         let retrieve = op(
             "retrieve",
             format!("Retrieve one of {stream}"),
-            with(self.errors(&[400, 404]), "200", ok("The object.", &object_ref)),
+            with(
+                self.errors(&[400, 404]),
+                "200",
+                ok("The object.", &object_ref),
+            ),
         );
         let mut update = op(
             "update",
@@ -290,7 +296,9 @@ fn job_paths(app: &App, doc: &mut Document) {
             "operationId": format!("{name}_{stream}"),
             "summary": format!("Start the job {name} of {stream}"),
             "tags": [stream],
-            "requestBody": {"content": {"application/json": {"schema": {
+            // A job without arguments may be started with an empty body.
+            "requestBody": {"required": false, "content": {"application/json": {"schema": {
+                "type": "object",
                 "description": "The job's arguments.",
             }}}},
             "responses": responses,
@@ -321,7 +329,8 @@ fn job_paths(app: &App, doc: &mut Document) {
     let mut cancel = doc.errors(&[400, 404]);
     cancel.insert(
         "410".into(),
-        json!({"description": "Cancelled: the job will not report SUCCESS."}),
+        json!({"description": "Cancelled: the job will not report SUCCESS.",
+               "content": {"application/json": {"schema": state_ref}}}),
     );
     let mut result = doc.errors(&[404]);
     result.insert(
@@ -462,7 +471,11 @@ pub fn type_schema(rust_type: &str) -> Value {
         return json!({"type": "array", "items": type_schema(inner)});
     }
     let base = t.split('<').next().unwrap_or(&t);
-    let base = base.rsplit("::").next().unwrap_or(base).trim_start_matches('&');
+    let base = base
+        .rsplit("::")
+        .next()
+        .unwrap_or(base)
+        .trim_start_matches('&');
     let int = |min: i128, max: i128| json!({"type": "integer", "minimum": min, "maximum": max});
     match base {
         "i8" => int(i8::MIN.into(), i8::MAX.into()),
@@ -543,7 +556,10 @@ fn error_name(status: u16) -> &'static str {
 
 fn error_responses() -> Value {
     let described = [
-        (400, "Malformed request, bad argument types, or validation failure."),
+        (
+            400,
+            "Malformed request, bad argument types, or validation failure.",
+        ),
         (401, "Missing or invalid credentials."),
         (403, "The principal may not perform this action."),
         (404, "No such object, or one the principal may not read."),

@@ -1,6 +1,7 @@
 //! The warp adapter: [`routes`] serves every registered resource over HTTP (PROTOCOL.md §2) and
-//! over one multiplexed WebSocket (§1). It translates requests and frames; all decisions are made
-//! by `rest-live-core`.
+//! over one multiplexed WebSocket (§1); also, each at its configurable path, the django-rest-live
+//! subscription endpoint, the OpenAPI document and (when enabled) the browser inspector. It
+//! translates requests and frames; all decisions are made by `rest-live-core`.
 //!
 //! ```no_run
 //! # async fn demo(app: rest_live_core::App) {
@@ -11,14 +12,39 @@
 
 mod credentials;
 mod http;
+mod inspector;
+mod openapi;
 mod ws;
 
 use rest_live_core::App;
 use warp::{Filter, Rejection, Reply};
 
-/// HTTP API ∪ WebSocket endpoint, at the paths of the app's configuration (`/api`, `/ws`).
+/// HTTP API ∪ WebSocket endpoint ∪ django-rest-live endpoint ∪ OpenAPI document ∪ inspector, at
+/// the paths of the app's configuration (`/api`, `/ws`, `/ws/subscribe/`, `/api/openapi.json`,
+/// off by default).
 pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    ws::route(app.clone()).or(http::route(app))
+    ws::route(app.clone())
+        .or(drl_route(&app))
+        .or(openapi::route(&app))
+        .or(inspector::route(&app))
+        .or(http::route(app))
+}
+
+/// The django-rest-live endpoint at [`rest_live_core::Config::drl_path`], if any.
+fn drl_route(app: &App) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    match app.config().drl_path.clone() {
+        Some(path) => ws::endpoint(app.clone(), path, ws::Codec::DjangoRestLive)
+            .map(Reply::into_response)
+            .boxed(),
+        None => nothing(),
+    }
+}
+
+/// A route that matches nothing (an endpoint turned off).
+fn nothing() -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
+    warp::any()
+        .and_then(|| async { Err::<warp::reply::Response, Rejection>(warp::reject::not_found()) })
+        .boxed()
 }
 
 /// Splits a configured path (`/api/v1`) into its segments.

@@ -1,9 +1,13 @@
-//! The WebSocket endpoint: one reader loop feeding the core [`Connection`], one writer task draining
-//! its bounded outbox (batching what is queued), and the close codes of PROTOCOL.md.
+//! The WebSocket endpoints: one reader loop feeding the core connection, one writer task draining
+//! its bounded outbox (batching what is queued), and the close codes of PROTOCOL.md. Two codecs
+//! share this: the protocol's `{stream, payload}` envelope ([`Connection`]) and django-rest-live's
+//! subscription format ([`DrlConnection`]); handshake, limits and close codes are the same.
 
 use futures_util::{SinkExt, StreamExt};
+use rest_live_core::drl::DrlConnection;
 use rest_live_core::http::HttpResponse;
-use rest_live_core::{App, CloseReason, Outgoing, Principal};
+use rest_live_core::{App, CloseReason, Connection, Outgoing, Principal};
+use tokio::sync::watch;
 use warp::filters::ws::{Message, WebSocket, Ws};
 use warp::http::HeaderMap;
 use warp::http::header::ORIGIN;
@@ -11,21 +15,47 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::credentials;
 
+/// Which wire format an endpoint speaks.
+#[derive(Debug, Clone, Copy)]
+pub enum Codec {
+    /// PROTOCOL.md §1.
+    Envelope,
+    /// django-rest-live's subscription format (`rest_live_core::drl`).
+    DjangoRestLive,
+}
+
+/// The protocol's endpoint, at [`rest_live_core::Config::ws_path`].
 pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let path = app.config().ws_path.clone();
+    endpoint(app, path, Codec::Envelope)
+}
+
+/// The endpoint at `path` speaking `codec`.
+pub fn endpoint(
+    app: App,
+    path: String,
+    codec: Codec,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    crate::path_prefix(&app.config().ws_path)
+    crate::path_prefix(&path)
         .and(warp::path::end())
         .and(warp::ws())
         .and(warp::header::headers_cloned())
         .and(query)
         .then(move |ws: Ws, headers: HeaderMap, query: String| {
             let app = app.clone();
-            async move { upgrade(app, ws, headers, query).await }
+            async move { upgrade(app, ws, headers, query, codec).await }
         })
 }
 
 /// Checks the handshake (Origin, credential) before upgrading: a refusal is an HTTP 403 or 401.
-async fn upgrade(app: App, ws: Ws, headers: HeaderMap, query: String) -> warp::reply::Response {
+async fn upgrade(
+    app: App,
+    ws: Ws,
+    headers: HeaderMap,
+    query: String,
+    codec: Codec,
+) -> warp::reply::Response {
     let origin = headers.get(ORIGIN).and_then(|o| o.to_str().ok());
     if let Err(error) = app.check_origin(origin) {
         tracing::info!(
@@ -42,14 +72,70 @@ async fn upgrade(app: App, ws: Ws, headers: HeaderMap, query: String) -> warp::r
     let limit = app.config().max_frame_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(app, socket, principal))
+        .on_upgrade(move |socket| serve(app, socket, principal, codec))
         .into_response()
 }
 
-async fn serve(app: App, socket: WebSocket, principal: Principal) {
+/// One connection of either codec.
+enum Session {
+    Envelope(Connection),
+    DjangoRestLive(DrlConnection),
+}
+
+impl Session {
+    fn open(app: &App, principal: Principal, codec: Codec) -> (Self, Outgoing) {
+        match codec {
+            Codec::Envelope => {
+                let (connection, outgoing) = app.connect(principal);
+                (Self::Envelope(connection), outgoing)
+            }
+            Codec::DjangoRestLive => {
+                let (connection, outgoing) = DrlConnection::open(app, principal);
+                (Self::DjangoRestLive(connection), outgoing)
+            }
+        }
+    }
+
+    fn id(&self) -> u64 {
+        match self {
+            Self::Envelope(c) => c.id(),
+            Self::DjangoRestLive(c) => c.id(),
+        }
+    }
+
+    fn closing(&self) -> watch::Receiver<Option<CloseReason>> {
+        match self {
+            Self::Envelope(c) => c.closing(),
+            Self::DjangoRestLive(c) => c.closing(),
+        }
+    }
+
+    fn close(&self, reason: CloseReason) {
+        match self {
+            Self::Envelope(c) => c.close(reason),
+            Self::DjangoRestLive(c) => c.close(reason),
+        }
+    }
+
+    async fn handle_text(&mut self, text: &str) -> bool {
+        match self {
+            Self::Envelope(c) => c.handle_text(text).await,
+            Self::DjangoRestLive(c) => c.handle_text(text).await,
+        }
+    }
+
+    async fn handle_binary(&mut self) -> bool {
+        match self {
+            Self::Envelope(c) => c.handle_binary().await,
+            Self::DjangoRestLive(c) => c.handle_binary().await,
+        }
+    }
+}
+
+async fn serve(app: App, socket: WebSocket, principal: Principal, codec: Codec) {
     let grace = app.config().close_grace;
     let (sink, mut stream) = socket.split();
-    let (mut connection, outgoing) = app.connect(principal);
+    let (mut connection, outgoing) = Session::open(&app, principal, codec);
     let mut closing = connection.closing();
     let id = connection.id();
     tracing::debug!(connection = id, "websocket opened");

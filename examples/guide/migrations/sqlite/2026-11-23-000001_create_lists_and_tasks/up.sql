@@ -1,0 +1,15 @@
+CREATE TABLE lists (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    name TEXT NOT NULL,
+    owner TEXT
+);
+
+CREATE TABLE tasks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    text TEXT NOT NULL,
+    done BOOLEAN NOT NULL DEFAULT 0,
+    list_id INTEGER NOT NULL REFERENCES lists (id),
+    owner TEXT
+);
+
+CREATE INDEX tasks_list_id ON tasks (list_id);

@@ -1,0 +1,93 @@
+//! The browser inspector's routes (the page itself is tested in a browser: tests/browser/).
+
+mod common;
+
+use rest_live::testing::TestServer;
+use serde_json::{Value, json};
+
+async fn get(server: &TestServer, path: &str) -> (u16, String, String) {
+    let response = server
+        .http()
+        .get(server.url(path))
+        .send()
+        .await
+        .expect("GET");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, content_type, response.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn the_inspector_is_off_by_default() {
+    let server = common::server().await;
+    assert_eq!(get(&server, "/inspector").await.0, 404);
+    assert_eq!(get(&server, "/inspector/meta").await.0, 404);
+}
+
+#[tokio::test]
+async fn the_inspector_serves_its_page_and_the_app_s_streams() {
+    let builder = common::models::builder().configure(|c| {
+        c.inspector_path = Some("/dev/inspector/".into());
+    });
+    let server = TestServer::start(builder).await;
+
+    let (status, content_type, page) = get(&server, "/dev/inspector").await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "text/html; charset=utf-8");
+    assert!(page.contains("<title>rest-live inspector</title>"));
+    // Self-contained: nothing is loaded from elsewhere.
+    assert!(!page.contains("src=\"http"), "no external scripts");
+    assert!(!page.contains("href=\"http"), "no external styles");
+
+    let (status, content_type, meta) = get(&server, "/dev/inspector/meta").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let meta: Value = serde_json::from_str(&meta).expect("JSON");
+    assert_eq!(meta["ws_path"], "/ws");
+    assert_eq!(meta["drl_path"], "/ws/subscribe/");
+    assert_eq!(meta["http_prefix"], "/api");
+    let streams: Vec<&str> = meta["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .filter_map(|s| s["stream"].as_str())
+        .collect();
+    assert_eq!(streams, ["jobs", "lists", "tasks"]);
+    let tasks = &meta["streams"][2];
+    assert_eq!(tasks["label"], "todolist.Task");
+    assert_eq!(tasks["pk"], "id");
+    assert_eq!(tasks["group_keys"], json!(["list_id"]));
+    assert_eq!(
+        tasks["actions"],
+        json!([
+            "list",
+            "retrieve",
+            "create",
+            "update",
+            "patch",
+            "delete",
+            "subscribe_instance",
+            "unsubscribe_instance",
+            "subscribe",
+            "unsubscribe"
+        ])
+    );
+    assert_eq!(
+        tasks["jobs"],
+        json!([{"name": "archive_done", "on_object": false}])
+    );
+    assert_eq!(
+        tasks["fields"][1],
+        json!({"name": "text", "type": "String", "read_only": false, "required": true,
+               "filterable": false, "nullable": false, "max_length": 140})
+    );
+    // Job states are read and followed only.
+    assert_eq!(
+        meta["streams"][0]["actions"],
+        json!(["retrieve", "subscribe_instance", "unsubscribe_instance"])
+    );
+}
