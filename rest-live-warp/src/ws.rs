@@ -72,7 +72,7 @@ async fn upgrade(
     let limit = app.config().max_frame_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(app, socket, principal, codec))
+        .on_upgrade(move |socket| serve(app, socket, principal, token, codec))
         .into_response()
 }
 
@@ -132,11 +132,23 @@ impl Session {
     }
 }
 
-async fn serve(app: App, socket: WebSocket, principal: Principal, codec: Codec) {
+async fn serve(
+    app: App,
+    socket: WebSocket,
+    principal: Principal,
+    token: Option<String>,
+    codec: Codec,
+) {
     let grace = app.config().close_grace;
     let (sink, mut stream) = socket.split();
+    let signed_in = principal.id.is_some();
     let (mut connection, outgoing) = Session::open(&app, principal, codec);
     let mut closing = connection.closing();
+    // A revocation between the handshake's check and the registration above would have missed
+    // this socket: check the credential once more now that revocations reach it.
+    if signed_in && app.authenticate(token.as_deref()).await.is_err() {
+        connection.close(CloseReason::REVOKED);
+    }
     let id = connection.id();
     tracing::debug!(connection = id, "websocket opened");
     let writer = tokio::spawn(write(sink, outgoing, grace));
