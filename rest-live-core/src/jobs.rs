@@ -494,7 +494,7 @@ pub struct Jobs {
     /// This process's worker identity (claims and heartbeats carry it).
     pub(crate) worker: String,
     running: Mutex<HashMap<String, Arc<AtomicBool>>>,
-    wake: Notify,
+    wake: Arc<Notify>,
 }
 
 impl Jobs {
@@ -506,7 +506,7 @@ impl Jobs {
                 .collect(),
             worker: uuid::Uuid::new_v4().simple().to_string(),
             running: Mutex::default(),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
         }
     }
 
@@ -715,9 +715,11 @@ pub(crate) fn spawn_workers(app: App) -> tokio::task::JoinHandle<()> {
                     }
                 }
             }
-            let wake = async { app.jobs().wake.notified().await };
+            // Wait without holding the app, so that dropping it stops the workers promptly.
+            let wake = app.jobs().wake.clone();
+            drop(app);
             tokio::select! {
-                _ = wake => {}
+                _ = wake.notified() => {}
                 _ = tokio::time::sleep(config.job_poll_interval) => {}
             }
         }
