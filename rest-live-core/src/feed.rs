@@ -74,14 +74,20 @@ pub fn listen(store: &Store, config: &crate::Config) -> Option<JoinHandle<()>> {
     }
     let (url, wake) = (url.clone(), store.committed());
     Some(tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
+        const FIRST: Duration = Duration::from_millis(100);
+        let mut backoff = FIRST;
         loop {
+            let started = tokio::time::Instant::now();
             match listen_once(&url, &wake).await {
                 Ok(()) => tracing::warn!("change-log listener ended; reconnecting"),
                 Err(error) => tracing::warn!(%error, "change-log listener failed; reconnecting"),
             }
             // Catch up on whatever was committed while not listening.
             wake.notify_one();
+            if started.elapsed() > Duration::from_secs(30) {
+                // It had been working: this is a new outage, not the same one going on.
+                backoff = FIRST;
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
