@@ -9,111 +9,17 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::process::ExampleProcess;
 use rest_live::testing::WsClient;
 use serde_json::{Value, json};
 
 const WRITERS: usize = 4;
 /// Acknowledged writes (all writers together) before the kill.
 const WRITES_BEFORE_KILL: usize = 300;
-
-fn example_binary() -> PathBuf {
-    // target/<profile>/deps/crash-<hash> → target/<profile>/examples/todo
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    profile_dir.join("examples").join("todo")
-}
-
-/// The example server running as a child process.
-struct Example {
-    child: Option<Child>,
-    addr: String,
-}
-
-impl Example {
-    /// Starts the example on `database_url` and waits for its `listening on http://…` line.
-    async fn start(database_url: &str) -> Self {
-        let binary = example_binary();
-        assert!(
-            binary.exists(),
-            "{} is missing: `cargo test` builds examples (or run `cargo build --example todo`)",
-            binary.display()
-        );
-        let mut child = Command::new(&binary)
-            .env("REST_LIVE_BIND", "127.0.0.1:0")
-            .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the example");
-        let stdout = child.stdout.take().expect("stdout");
-        let (line_tx, line_rx) = tokio::sync::oneshot::channel();
-        // Reads the address, then keeps draining stdout so that the child never blocks on it.
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let mut line_tx = Some(line_tx);
-            for line in lines.by_ref() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on http://").nth(1)
-                    && let Some(tx) = line_tx.take()
-                {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(30), line_rx)
-            .await
-            .expect("the example starts within 30 s")
-            .expect("a 'listening on http://' line");
-        Self {
-            child: Some(child),
-            addr,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    /// SIGKILL: no shutdown, no flush, no goodbye.
-    async fn kill_hard(mut self) {
-        let mut child = self.child.take().expect("a running child");
-        let pid = child.id().to_string();
-        let killed = Command::new("kill")
-            .args(["-KILL", &pid])
-            .status()
-            .expect("kill -KILL");
-        assert!(killed.success());
-        let status = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .expect("waiter")
-            .expect("exit status");
-        assert!(!status.success(), "killed: {status}");
-    }
-}
-
-impl Drop for Example {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// One write a writer sent and got no reply for (the kill came first): it may or may not have
 /// committed.
@@ -234,7 +140,10 @@ async fn after_sigkill_and_restart_replaying_the_log_from_0_rebuilds_exactly_the
     let database_url = format!("sqlite://{}", dir.path().join("todo.db").display());
     let client = reqwest::Client::new();
 
-    let server = Example::start(&database_url).await;
+    // The example server as a child process; its log is discarded.
+    let quiet = [("RUST_LOG", "error")];
+    let mut server =
+        ExampleProcess::start_quiet("before the kill", &database_url, &quiet, &[]).await;
     let mut lists = [0i64; 2];
     for (i, list) in lists.iter_mut().enumerate() {
         let response = client
@@ -264,7 +173,9 @@ async fn after_sigkill_and_restart_replaying_the_log_from_0_rebuilds_exactly_the
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    server.kill_hard().await;
+    // SIGKILL: no shutdown, no flush, no goodbye.
+    let status = server.kill();
+    assert!(!status.success(), "killed: {status}");
     let mut states = Vec::new();
     for writer in writers {
         states.push(writer.await.expect("writer"));
@@ -273,7 +184,7 @@ async fn after_sigkill_and_restart_replaying_the_log_from_0_rebuilds_exactly_the
     let in_flight = states.iter().filter(|s| s.in_flight.is_some()).count();
 
     // Back up on the same database.
-    let server = Example::start(&database_url).await;
+    let server = ExampleProcess::start_quiet("after the kill", &database_url, &quiet, &[]).await;
 
     // The database: every task of both lists.
     let mut database: BTreeMap<i64, Value> = BTreeMap::new();

@@ -12,15 +12,17 @@
 //! --examples` builds (`cargo test` without `--test` filters does too). The figures are printed:
 //! run with `--nocapture`.
 
+mod common;
 mod jobs_support;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use common::process::ExampleProcess;
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use futures_util::StreamExt;
-use jobs_support::{PATIENCE, ServerProcess};
+use jobs_support::{Api, PATIENCE};
 use rest_live::AnyConn;
 use rest_live::jobs::rest_live_jobs;
 use rest_live::testing::TestDatabase;
@@ -40,9 +42,9 @@ async fn two_processes_never_run_one_job_twice() {
         }
     };
     // One after the other: the first creates the tables.
-    let a = ServerProcess::start("a", &database.url, &[]).await;
-    let b = ServerProcess::start("b", &database.url, &[]).await;
-    let apis = [a.api(None), b.api(None)];
+    let a = ExampleProcess::start("a", &database.url, &[], &[]).await;
+    let b = ExampleProcess::start("b", &database.url, &[], &[]).await;
+    let apis = [Api::new(a.url(""), None), Api::new(b.url(""), None)];
     let list = apis[0].create_list("samples").await;
 
     // Start every job, alternating between the processes.

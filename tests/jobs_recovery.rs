@@ -14,9 +14,10 @@ mod jobs_support;
 use std::time::Duration;
 
 use common::models::tasks;
+use common::process::ExampleProcess;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
-use jobs_support::{Api, PATIENCE, POLL, ServerProcess};
+use jobs_support::{Api, PATIENCE, POLL};
 use rest_live::jobs::rest_live_jobs;
 use rest_live::testing::{TestDatabase, TestServer, WsClient};
 use serde_json::json;
@@ -49,13 +50,14 @@ fn inspect(database_url: &str, list: i64, job: &str) -> (usize, String, i32) {
 /// waits until it has archived at least one, then kills the process. Returns the list, the job
 /// id and how many done tasks were left.
 async fn kill_mid_job(database_url: &str) -> (i64, String, usize) {
-    let mut first = ServerProcess::start(
+    let mut first = ExampleProcess::start(
         "first",
         database_url,
         &[("REST_LIVE_JOB_LEASE_MS", LEASE_MS)],
+        &[],
     )
     .await;
-    let api = first.api(None);
+    let api = Api::new(first.url(""), None);
     let (list, _) = api.list_with_tasks("L", DONE, 1).await;
     let id = api
         .start(
@@ -131,13 +133,14 @@ async fn a_job_killed_mid_run_is_run_again_after_the_lease() {
     let database_url = format!("sqlite://{}", dir.path().join("todo.db").display());
     let (list, id, left) = kill_mid_job(&database_url).await;
 
-    let second = ServerProcess::start(
+    let second = ExampleProcess::start(
         "second",
         &database_url,
         &[("REST_LIVE_JOB_LEASE_MS", LEASE_MS)],
+        &[],
     )
     .await;
-    let api = second.api(None);
+    let api = Api::new(second.url(""), None);
     let seen = follow_to_the_end(&api, &id).await;
     assert_eq!(api.wait_finished(&id).await, "SUCCESS", "seen: {seen:?}");
     // The second run archived what the first left.

@@ -14,13 +14,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::process::ExampleProcess;
 use rest_live::Principal;
 use rest_live::hub::{Audience, Target};
 use rest_live::testing::{Closed, Received, TestDatabase, WsClient};
@@ -42,79 +40,7 @@ const QUIET: Duration = Duration::from_millis(500);
 /// Generous bounds on waiting for the end state (reaching them fails the test with its report).
 const SETTLE: Duration = Duration::from_secs(60);
 
-// ---------------------------------------------------------------------------------------------
-// The example server as a child process.
-
-fn example_binary() -> PathBuf {
-    // target/<profile>/deps/multiprocess-<hash> → target/<profile>/examples/todo
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    profile_dir.join("examples").join("todo")
-}
-
-/// One process of the example app. Killed (and reaped) when dropped.
-struct ServerProcess {
-    child: Child,
-    addr: String,
-}
-
-impl ServerProcess {
-    /// Starts the example on 127.0.0.1, port 0, and waits for its `listening on` line. Its log
-    /// lines (warnings and up) are echoed to stderr with `[name]` in front.
-    async fn start(name: &'static str, database_url: &str) -> Self {
-        let binary = example_binary();
-        assert!(
-            binary.exists(),
-            "{} is missing: build it with `cargo build --examples` (cargo test --workspace does)",
-            binary.display()
-        );
-        let mut child = Command::new(&binary)
-            .env("REST_LIVE_BIND", "127.0.0.1:0")
-            .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the example");
-        let stdout = child.stdout.take().expect("stdout");
-        let (ready, listening) = oneshot::channel();
-        // Keeps draining stdout (the log goes there too) so that the child never blocks on it.
-        std::thread::spawn(move || {
-            let mut ready = Some(ready);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on http://").nth(1)
-                    && let Some(ready) = ready.take()
-                {
-                    let _ = ready.send(addr.trim().to_owned());
-                } else {
-                    eprintln!("[{name}] {line}");
-                }
-            }
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(60), listening)
-            .await
-            .unwrap_or_else(|_| panic!("{name} starts within 60 s"))
-            .unwrap_or_else(|_| panic!("{name} printed no 'listening on' line (see above)"));
-        Self { child, addr }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap the killed process");
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `ws://<addr>/ws`, for clients that fail over between the processes' addresses.
 fn ws_url(addr: &str) -> String {
     format!("ws://{addr}/ws")
 }
@@ -178,14 +104,14 @@ async fn a_write_on_one_process_reaches_subscribers_on_the_other() {
         return;
     };
     let (a, b) = tokio::join!(
-        ServerProcess::start("A", &db.url),
-        ServerProcess::start("B", &db.url)
+        ExampleProcess::start("A", &db.url, &[], &[]),
+        ExampleProcess::start("B", &db.url, &[], &[])
     );
     let client = reqwest::Client::new();
     let (status, list) = http(
         &client,
         reqwest::Method::POST,
-        format!("http://{}/api/lists/", a.addr),
+        a.url("/api/lists/"),
         Some(json!({"name": "shared"})),
     )
     .await
@@ -195,15 +121,15 @@ async fn a_write_on_one_process_reaches_subscribers_on_the_other() {
 
     let subscribe = json!({"stream": "tasks", "payload": {
         "action": "subscribe", "request_id": "g", "group": {"list_id": list}}});
-    let mut on_a = WsClient::connect(&ws_url(&a.addr)).await;
-    let mut on_b = WsClient::connect(&ws_url(&b.addr)).await;
+    let mut on_a = WsClient::connect(&a.ws_url()).await;
+    let mut on_b = WsClient::connect(&b.ws_url()).await;
     for ws in [&mut on_a, &mut on_b] {
         let reply = ws.request(subscribe.clone()).await;
         assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
     }
 
     // A write on A: both subscribers get the same event, with the same seq.
-    let mut writer_a = WsClient::connect(&ws_url(&a.addr)).await;
+    let mut writer_a = WsClient::connect(&a.ws_url()).await;
     let task = common::create_task(&mut writer_a, "written on A", list.as_i64().expect("id")).await;
     let (from_a, from_b) = (on_a.recv_event().await, on_b.recv_event().await);
     assert_eq!(from_a["payload"]["action"], "create");
@@ -216,7 +142,7 @@ async fn a_write_on_one_process_reaches_subscribers_on_the_other() {
             "action": "subscribe_instance", "request_id": "i", "pk": task["id"]}}))
         .await;
     assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
-    let mut writer_b = WsClient::connect(&ws_url(&b.addr)).await;
+    let mut writer_b = WsClient::connect(&b.ws_url()).await;
     let reply = writer_b
         .request(json!({"stream": "tasks", "payload": {
             "action": "patch", "request_id": "p", "pk": task["id"], "data": {"done": true}}}))
@@ -585,11 +511,16 @@ async fn two_processes_one_database_nothing_lost_nothing_twice_across_a_kill() {
     let began = Instant::now();
     // Both at once, as a deployment starts its replicas (they migrate the fresh database).
     let (a, b) = tokio::join!(
-        ServerProcess::start("A", &db.url),
-        ServerProcess::start("B", &db.url)
+        ExampleProcess::start("A", &db.url, &[], &[]),
+        ExampleProcess::start("B", &db.url, &[], &[])
     );
     let mut processes = vec![a, b];
-    let addrs = Arc::new(processes.iter().map(|p| p.addr.clone()).collect::<Vec<_>>());
+    let addrs = Arc::new(
+        processes
+            .iter()
+            .map(|p| p.addr().to_owned())
+            .collect::<Vec<_>>(),
+    );
     // In-process view of the same database, for the change log (the truth) at the end.
     let app = common::models::builder()
         .database_url(db.url.clone())

@@ -3,6 +3,7 @@
 
 #[path = "../../examples/todo/models.rs"]
 pub mod models;
+pub mod process;
 
 use rest_live::testing::{TestServer, WsClient};
 use serde_json::{Value, json};

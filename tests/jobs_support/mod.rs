@@ -1,16 +1,12 @@
-//! Shared by the job tests (`tests/jobs*.rs`): an HTTP client that follows jobs, and the example
-//! binary run as a child process.
+//! Shared by the job tests (`tests/jobs*.rs`): an HTTP client that follows jobs. (The example
+//! binary as a child process is `common::process`.)
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 /// How long a condition may take before the test fails (generous: nothing here is timed).
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -227,93 +223,5 @@ impl Api {
         let reply = self.get(&format!("/api/jobs/{id}/result/")).await;
         assert_eq!(reply.status, 200, "{reply:?}");
         reply.body
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The example server as a child process.
-
-/// `target/<profile>/examples/todo`, next to the test executable's `deps` directory.
-pub fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>");
-    profile_dir.join("examples").join("todo")
-}
-
-/// One process of the example app. Killed (SIGKILL) and reaped when dropped.
-pub struct ServerProcess {
-    child: Child,
-    /// `127.0.0.1:<port>`
-    pub addr: String,
-}
-
-impl ServerProcess {
-    /// Starts the example on 127.0.0.1, port 0, with `env` on top of `DATABASE_URL`, and waits
-    /// for its `listening on` line. Its log (warnings and up) is echoed to stderr as `[name] …`.
-    pub async fn start(name: &'static str, database_url: &str, env: &[(&str, &str)]) -> Self {
-        let binary = example_binary();
-        assert!(
-            binary.exists(),
-            "{} is missing: build it with `cargo build --examples`",
-            binary.display()
-        );
-        let mut command = Command::new(&binary);
-        command
-            .env("REST_LIVE_BIND", "127.0.0.1:0")
-            .env("DATABASE_URL", database_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().expect("start the example");
-        let stdout = child.stdout.take().expect("stdout");
-        let (ready, listening) = oneshot::channel();
-        // Keeps draining stdout (the log goes there too) so that the child never blocks on it.
-        std::thread::spawn(move || {
-            let mut ready = Some(ready);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.split("listening on http://").nth(1)
-                    && let Some(ready) = ready.take()
-                {
-                    let _ = ready.send(addr.trim().to_owned());
-                } else {
-                    eprintln!("[{name}] {line}");
-                }
-            }
-        });
-        let addr = tokio::time::timeout(PATIENCE, listening)
-            .await
-            .unwrap_or_else(|_| panic!("{name} starts within {PATIENCE:?}"))
-            .unwrap_or_else(|_| panic!("{name} printed no 'listening on' line (see above)"));
-        Self { child, addr }
-    }
-
-    /// An HTTP client of this process.
-    pub fn api(&self, token: Option<&'static str>) -> Api {
-        Api::new(format!("http://{}", self.addr), token)
-    }
-
-    /// `ws://<addr>/ws`
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
-    }
-
-    /// SIGKILL: the process dies mid-whatever, without a chance to clean up.
-    pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap the killed process");
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
