@@ -1,5 +1,5 @@
-//! A small `--key value` parser: every option is checked against the scenario's list before anything
-//! runs, so a typo fails at once instead of after a long run.
+//! A small `--key value` parser: every option is checked against the scenario's list before
+//! anything runs, so a typo fails at once instead of after a long run.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -11,6 +11,7 @@ const COMMON: &[&str] = &[
     "bare-read-buffer",
     "client-read-buffer",
     "connect-concurrency",
+    "wait-quiet",
 ];
 
 fn allowed(scenario: &str) -> Option<&'static [&'static str]> {

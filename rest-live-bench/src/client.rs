@@ -19,9 +19,8 @@ use crate::Result;
 
 pub type Ws = WebSocketStream<TcpStream>;
 
-/// Connections per 127.0.0.x source address. Binding before connecting takes an ephemeral port of
-/// its own per source address (about 28,000 in the default range), so the next address is used
-/// well before that.
+/// Connections per 127.0.0.x source address: one (source address, server address) pair has about
+/// 28,000 ephemeral ports in the default range, so the next address is used well before that.
 const PER_SOURCE_ADDRESS: usize = 16_000;
 
 /// The source address of the `i`th connection: 127.0.0.1, then 127.0.0.2, ...
@@ -29,9 +28,30 @@ pub fn source_address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, (1 + i / PER_SOURCE_ADDRESS).min(254) as u8)
 }
 
+/// `IP_BIND_ADDRESS_NO_PORT`: a socket bound to an address only (port 0) gets its port at connect
+/// time, unique per 4-tuple rather than per source address.
+fn bind_address_no_port(socket: &TcpSocket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and a c_int option value of the size passed.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
 /// Opens WebSocket `i` to `ws://addr{path}`.
 pub async fn ws_connect(addr: SocketAddr, path: &str, i: usize, read_buffer: usize) -> Result<Ws> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    // The source port is chosen at connect time, per destination, so that ports left in TIME_WAIT
+    // by an earlier server (another port) do not run the range dry.
+    socket.set_reuseaddr(true).map_err(|e| e.to_string())?;
+    bind_address_no_port(&socket);
     socket
         .bind(SocketAddr::from((source_address(i), 0)))
         .map_err(|e| format!("bind {}: {e}", source_address(i)))?;

@@ -554,11 +554,9 @@ async fn write_all(
             Some(rate) => {
                 tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
             }
-            None if i >= p.window => {
-                if !shared.wait_complete(i - p.window, p.drain).await {
-                    stalled = true;
-                    break;
-                }
+            None if i >= p.window && !shared.wait_complete(i - p.window, p.drain).await => {
+                stalled = true;
+                break;
             }
             None => {}
         }

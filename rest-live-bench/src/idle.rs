@@ -9,11 +9,11 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::Result;
 use crate::args::{Args, Common};
 use crate::client::{self, Ws};
 use crate::report::{self, Report, Table};
 use crate::server::{Kind, Server};
-use crate::{Result, sys};
 
 pub async fn run(args: &Args) -> Result<Report> {
     let common = args.common()?;
@@ -42,7 +42,6 @@ pub async fn run(args: &Args) -> Result<Report> {
             "per conn",
             "after 1 event",
             "per conn",
-            "client/conn",
             "ratio",
         ],
     );
@@ -55,7 +54,6 @@ pub async fn run(args: &Args) -> Result<Report> {
             kib(o.per_conn_bytes),
             format!("{} MiB", o.rss_after_event_kib / 1024),
             kib(o.per_conn_after_event_bytes),
-            kib(o.client_per_conn_bytes),
             report::x(report::ratio(o.per_conn_bytes, bare.per_conn_bytes)),
         ]);
     }
@@ -91,7 +89,6 @@ pub struct Outcome {
     pub rss_after_event_kib: u64,
     pub per_conn_bytes: f64,
     pub per_conn_after_event_bytes: f64,
-    pub client_per_conn_bytes: f64,
 }
 
 impl Outcome {
@@ -108,7 +105,6 @@ impl Outcome {
             "server_rss_after_event_kib": self.rss_after_event_kib,
             "server_bytes_per_conn": self.per_conn_bytes.round(),
             "server_bytes_per_conn_after_event": self.per_conn_after_event_bytes.round(),
-            "client_bytes_per_conn": self.client_per_conn_bytes.round(),
             "ratio_bytes_per_conn": report::ratio(self.per_conn_bytes, base.per_conn_bytes),
         })
     }
@@ -131,14 +127,12 @@ pub async fn measure(
     drop(warm);
     tokio::time::sleep(settle).await;
     let rss_before_kib = server.rss_kib();
-    let client_before = sys::rss_kib(None);
 
     let start = Instant::now();
     let mut sockets = client::subscribers(server.addr, "/ws", conns, list, common).await?;
     let connect_s = start.elapsed().as_secs_f64();
     tokio::time::sleep(settle).await;
     let rss_idle_kib = server.rss_kib();
-    let client_idle = sys::rss_kib(None);
 
     // One event to every connection.
     let writer_path = if kind == Kind::Bare { "/pub" } else { "/ws" };
@@ -171,7 +165,6 @@ pub async fn measure(
         rss_after_event_kib,
         per_conn_bytes: per(rss_idle_kib, rss_before_kib),
         per_conn_after_event_bytes: per(rss_after_event_kib, rss_before_kib),
-        client_per_conn_bytes: per(client_idle, client_before),
     };
     drop(sockets);
     drop(server);

@@ -54,6 +54,7 @@ common options:
                               (default: tungstenite's default, the one warp uses)
   --client-read-buffer <bytes> tungstenite read buffer of the benchmark's client sockets (4096)
   --connect-concurrency 256   handshakes in flight while connecting many sockets
+  --wait-quiet <secs>         first wait up to <secs> for the machine to be idle (shared machines)
 
 environment:
   REST_LIVE_BENCH_WRAP=\"<command>\"   run each server under <command>, e.g.
@@ -86,7 +87,17 @@ fn main() -> ExitCode {
 fn run(argv: Vec<String>) -> Result<()> {
     let args = Args::parse(argv)?;
     let nofile = sys::raise_nofile_limit();
-    let background = sys::background_load(std::time::Duration::from_millis(500));
+    let quiet_deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs_f64(args.get("wait-quiet", 0.0)?);
+    let mut background = sys::background_load(std::time::Duration::from_millis(500));
+    let mut waited = 0u32;
+    while background > 0.15 && std::time::Instant::now() < quiet_deadline {
+        if waited.is_multiple_of(30) {
+            eprintln!("waiting for a quiet machine ({background:.2} cores busy)");
+        }
+        waited += 1;
+        background = sys::background_load(std::time::Duration::from_secs(2));
+    }
     if background > 0.25 {
         eprintln!(
             "warning: the machine is already busy ({background:.2} cores in use before the run): figures will be low and noisy"

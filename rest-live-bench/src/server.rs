@@ -44,7 +44,8 @@ impl Kind {
     }
 }
 
-/// A running server process; killed when dropped.
+/// A running server process. Dropping it closes its stdin (the server exits, a profiler around it
+/// writes its output), then kills it after a grace period.
 pub struct Server {
     pub kind: Kind,
     pub addr: SocketAddr,
@@ -280,6 +281,8 @@ async fn serve_bare(read_buffer: Option<usize>) -> Result<()> {
     }
 }
 
+// The handshake callback's error type is tungstenite's (an HTTP response).
+#[allow(clippy::result_large_err)]
 async fn bare_connection(
     stream: TcpStream,
     events: broadcast::Sender<Utf8Bytes>,

@@ -19,15 +19,15 @@ pub fn raise_nofile_limit() -> u64 {
         let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(current.rlim_max as u64);
-        let want = nr_open.min(1 << 20) as libc::rlim_t;
+            .unwrap_or(current.rlim_max);
+        let want: libc::rlim_t = nr_open.min(1 << 20);
         if want > current.rlim_max {
             let raised = libc::rlimit {
                 rlim_cur: want,
                 rlim_max: want,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return want as u64;
+                return want;
             }
         }
         let raised = libc::rlimit {
@@ -35,9 +35,9 @@ pub fn raise_nofile_limit() -> u64 {
             rlim_max: current.rlim_max,
         };
         if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-            return current.rlim_max as u64;
+            return current.rlim_max;
         }
-        current.rlim_cur as u64
+        current.rlim_cur
     }
 }
 
