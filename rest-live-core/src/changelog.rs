@@ -225,6 +225,9 @@ pub fn heads(conn: AnyConn<'_>) -> QueryResult<(i64, Vec<(String, i64)>)> {
 }
 
 /// Changes of one stream with `after < seq <= upto`, in seq order, at most `limit`.
+///
+/// Seqs have no gaps, so callers bound a batch by `upto` (`after + n`) rather than by `limit`:
+/// SQLite re-prepares a statement with a bound LIMIT on every run, and this one runs per commit.
 pub fn read_stream(
     conn: AnyConn<'_>,
     stream: &str,
@@ -233,14 +236,19 @@ pub fn read_stream(
     limit: i64,
 ) -> QueryResult<Vec<Change>> {
     use rest_live_changes::dsl as ch;
+    let needs_limit = upto.saturating_sub(after) > limit;
     let rows: Vec<ChangeRow> = crate::__with_conn!(conn, |c| {
-        ch::rest_live_changes
+        let query = ch::rest_live_changes
             .filter(ch::stream.eq(stream))
             .filter(ch::seq.gt(after))
             .filter(ch::seq.le(upto))
             .order(ch::seq.asc())
-            .limit(limit)
-            .load(c)
+            .into_boxed::<__Backend>();
+        if needs_limit {
+            query.limit(limit).load(c)
+        } else {
+            query.load(c)
+        }
     })?;
     Ok(rows.into_iter().filter_map(from_row).collect())
 }
@@ -267,7 +275,7 @@ pub fn stream_head(conn: AnyConn<'_>, stream: &str) -> QueryResult<i64> {
         st::rest_live_streams
             .find(stream)
             .select(st::last_seq)
-            .first(c)
+            .get_result(c)
             .optional()
     })?;
     Ok(seq.unwrap_or(0))

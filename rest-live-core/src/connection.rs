@@ -567,13 +567,9 @@ impl Connection {
                 .app
                 .store()
                 .read(move |c| {
-                    Ok(changelog::read_stream(
-                        c,
-                        stream,
-                        from,
-                        start,
-                        REPLAY_BATCH,
-                    )?)
+                    // Bounded by seq, not by LIMIT (see changelog::read_stream).
+                    let upto = start.min(from.saturating_add(REPLAY_BATCH));
+                    Ok(changelog::read_stream(c, stream, from, upto, REPLAY_BATCH)?)
                 })
                 .await?;
             let Some(last) = batch.last() else {

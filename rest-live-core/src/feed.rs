@@ -42,7 +42,10 @@ async fn catch_up(store: &Store, hub: &Hub, stream: &'static str) {
     loop {
         let after = hub.delivered(stream);
         let batch = store
-            .read(move |c| Ok(changelog::read_stream(c, stream, after, i64::MAX, BATCH)?))
+            .read(move |c| {
+                let upto = after.saturating_add(BATCH);
+                Ok(changelog::read_stream(c, stream, after, upto, BATCH)?)
+            })
             .await;
         let changes = match batch {
             Ok(changes) => changes,

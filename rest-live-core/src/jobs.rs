@@ -400,7 +400,7 @@ impl JobRecord {
 fn load(conn: AnyConn<'_>, id: &str) -> QueryResult<Option<JobRecord>> {
     use rest_live_jobs::dsl as j;
     let row: Option<JobRow> =
-        crate::__with_conn!(conn, |c| j::rest_live_jobs.find(id).first(c).optional())?;
+        crate::__with_conn!(conn, |c| j::rest_live_jobs.find(id).get_result(c).optional())?;
     Ok(row.map(JobRecord::from))
 }
 
@@ -411,7 +411,7 @@ fn load(conn: AnyConn<'_>, id: &str) -> QueryResult<Option<JobRecord>> {
 fn load_locked(conn: AnyConn<'_>, id: &str) -> QueryResult<Option<JobRecord>> {
     use rest_live_jobs::dsl as j;
     let row: Option<JobRow> = match conn {
-        AnyConn::Sqlite(c) => j::rest_live_jobs.find(id).first(c).optional()?,
+        AnyConn::Sqlite(c) => j::rest_live_jobs.find(id).get_result(c).optional()?,
         #[cfg(feature = "postgres")]
         AnyConn::Pg(c) => j::rest_live_jobs
             .find(id)

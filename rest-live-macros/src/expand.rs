@@ -293,7 +293,8 @@ pub fn expand(r: &Resource) -> TokenStream {
                         #table::table
                             .find(::core::clone::Clone::clone(pk))
                             .select(#cols)
-                            .first::<Self>(c)
+                            // Not first(): a bound LIMIT makes SQLite re-prepare every time.
+                            .get_result::<Self>(c)
                             .optional()
                     })
                 }

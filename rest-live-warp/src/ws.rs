@@ -191,37 +191,43 @@ async fn serve(
 /// the socket, and the socket is dropped if the client does not take it within `grace`.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut out: Outgoing,
+    out: Outgoing,
     grace: std::time::Duration,
 ) {
-    loop {
-        let frame = tokio::select! {
-            biased;
-            _ = out.close.changed() => break,
-            frame = out.frames.recv() => frame,
-        };
-        let Some(frame) = frame else {
-            let _ = sink.close().await;
-            return;
-        };
-        let send = async {
-            sink.feed(text(frame)).await?;
-            while let Ok(frame) = out.frames.try_recv() {
+    let Outgoing { mut frames, mut close } = out;
+    {
+        // One close future for the connection's life, not one per wake-up (it showed in profiles).
+        let closed = close.changed();
+        tokio::pin!(closed);
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = &mut closed => break,
+                frame = frames.recv() => frame,
+            };
+            let Some(frame) = frame else {
+                let _ = sink.close().await;
+                return;
+            };
+            let send = async {
                 sink.feed(text(frame)).await?;
+                while let Ok(frame) = frames.try_recv() {
+                    sink.feed(text(frame)).await?;
+                }
+                sink.flush().await
+            };
+            // A client that does not read blocks the send; a close must still get through.
+            let sent = tokio::select! {
+                biased;
+                _ = &mut closed => break,
+                sent = send => sent,
+            };
+            if sent.is_err() {
+                return;
             }
-            sink.flush().await
-        };
-        // A client that does not read blocks the send; a close must still get through.
-        let sent = tokio::select! {
-            biased;
-            _ = out.close.changed() => break,
-            sent = send => sent,
-        };
-        if sent.is_err() {
-            return;
         }
     }
-    let reason = *out.close.borrow();
+    let reason = *close.borrow();
     if let Some(reason) = reason {
         let close = sink.send(Message::close_with(reason.code, reason.reason));
         let _ = tokio::time::timeout(grace, close).await;
