@@ -399,8 +399,10 @@ impl JobRecord {
 
 fn load(conn: AnyConn<'_>, id: &str) -> QueryResult<Option<JobRecord>> {
     use rest_live_jobs::dsl as j;
-    let row: Option<JobRow> =
-        crate::__with_conn!(conn, |c| j::rest_live_jobs.find(id).get_result(c).optional())?;
+    let row: Option<JobRow> = crate::__with_conn!(conn, |c| j::rest_live_jobs
+        .find(id)
+        .get_result(c)
+        .optional())?;
     Ok(row.map(JobRecord::from))
 }
 
