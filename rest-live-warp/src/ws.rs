@@ -194,7 +194,10 @@ async fn write(
     out: Outgoing,
     grace: std::time::Duration,
 ) {
-    let Outgoing { mut frames, mut close } = out;
+    let Outgoing {
+        mut frames,
+        mut close,
+    } = out;
     {
         // One close future for the connection's life, not one per wake-up (it showed in profiles).
         let closed = close.changed();
