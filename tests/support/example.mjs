@@ -2,7 +2,7 @@
 // and waits for its `listening on http://<addr>` line. Node built-ins only: shared by the Node test
 // projects next to this folder.
 //
-// The binary is `REST_LIVE_EXAMPLE_BIN`, else target/debug/examples/todo (built if missing).
+// The binary is `REST_LIVE_EXAMPLE_BIN`, else <target dir>/debug/examples/todo (built if missing).
 
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -14,7 +14,9 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export function exampleBinary() {
   if (process.env.REST_LIVE_EXAMPLE_BIN) return process.env.REST_LIVE_EXAMPLE_BIN;
-  const bin = join(root, "target", "debug", "examples", "todo");
+  // Cargo's target directory, wherever CARGO_TARGET_DIR puts it.
+  const target = process.env.CARGO_TARGET_DIR ? resolve(root, process.env.CARGO_TARGET_DIR) : join(root, "target");
+  const bin = join(target, "debug", "examples", "todo");
   if (!existsSync(bin)) {
     const built = spawnSync("cargo", ["build", "--example", "todo"], { cwd: root, stdio: "inherit" });
     if (built.status !== 0) throw new Error("cargo build --example todo failed");
