@@ -204,36 +204,29 @@ impl TestServer {
             .await
             .expect("rest-live app starts");
         let routes = extra(app.clone()).or(crate::warp::routes(app.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
-        let addr = listener.local_addr().expect("local address");
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            ::warp::serve(routes)
-                .incoming(listener)
-                .graceful(async {
-                    let _ = rx.await;
-                })
-                .run()
-                .await;
-        });
-        Self {
-            app,
-            addr,
-            shutdown: Some(tx),
-            task: Some(task),
-            _database: database,
-        }
+        Self::serve_routes(app, database, routes).await
     }
 
     async fn serve(app: App, database: TestDatabase) -> Self {
+        let routes = crate::warp::routes(app.clone());
+        Self::serve_routes(app, database, routes).await
+    }
+
+    /// Serves `routes` on 127.0.0.1, port 0, until [`TestServer::stop`] or drop.
+    async fn serve_routes<F, R>(app: App, database: TestDatabase, routes: F) -> Self
+    where
+        F: ::warp::Filter<Extract = (R,), Error = ::warp::Rejection>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        R: ::warp::Reply + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
-        let routes = crate::warp::routes(app.clone());
         let task = tokio::spawn(async move {
             ::warp::serve(routes)
                 .incoming(listener)
