@@ -44,6 +44,9 @@ pub struct Config {
     pub max_page_size: i64,
     /// Largest WebSocket frame accepted; larger ones close the connection with 1009.
     pub max_frame_bytes: usize,
+    /// Each WebSocket's read buffer (larger frames are read in several steps). It is most of an
+    /// idle connection's memory: 4 KiB holds a typical request in one read.
+    pub ws_read_buffer_bytes: usize,
     /// Largest HTTP request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
     /// Frames queued for one connection before it is closed with 4008.
@@ -124,6 +127,7 @@ impl Default for Config {
             default_page_size: 25,
             max_page_size: 1000,
             max_frame_bytes: 1 << 20,
+            ws_read_buffer_bytes: 4096,
             max_body_bytes: 1 << 20,
             outgoing_queue: 1024,
             max_subscriptions: 1000,

@@ -4,13 +4,21 @@
 //! subscription format ([`DrlConnection`]); handshake, limits and close codes are the same.
 
 use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
 use rest_live_core::drl::DrlConnection;
 use rest_live_core::http::HttpResponse;
 use rest_live_core::{App, CloseReason, Connection, Outgoing, Principal};
 use tokio::sync::watch;
-use warp::filters::ws::{Message, WebSocket, Ws};
-use warp::http::HeaderMap;
-use warp::http::header::ORIGIN;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use warp::http::header::{
+    CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use crate::credentials;
@@ -31,6 +39,11 @@ pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection
 }
 
 /// The endpoint at `path` speaking `codec`.
+///
+/// The upgrade is done here rather than with `warp::ws()`, for two things warp's `Ws` does not
+/// expose: the socket's read buffer size (tungstenite's default, 128 KiB per connection, was most
+/// of an idle connection's memory) and sending the hub's shared frame bytes without a copy per
+/// subscriber (warp's `Message::text` takes only a `String`).
 pub fn endpoint(
     app: App,
     path: String,
@@ -39,19 +52,50 @@ pub fn endpoint(
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     crate::path_prefix(&path)
         .and(warp::path::end())
-        .and(warp::ws())
+        .and(warp::get())
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<OnUpgrade>())
         .and(query)
-        .then(move |ws: Ws, headers: HeaderMap, query: String| {
-            let app = app.clone();
-            async move { upgrade(app, ws, headers, query, codec).await }
+        .and_then(
+            move |headers: HeaderMap, on_upgrade: Option<OnUpgrade>, query: String| {
+                let app = app.clone();
+                async move {
+                    // Not a WebSocket handshake: not this route (as with `warp::ws()`).
+                    let Some(accept) = accept_key(&headers) else {
+                        return Err(warp::reject::not_found());
+                    };
+                    let Some(on_upgrade) = on_upgrade else {
+                        return Err(warp::reject::not_found());
+                    };
+                    Ok(upgrade(app, accept, on_upgrade, headers, query, codec).await)
+                }
+            },
+        )
+}
+
+/// The `Sec-WebSocket-Accept` value for a valid handshake request (RFC 6455 §4.2.1), or `None`.
+fn accept_key(headers: &HeaderMap) -> Option<String> {
+    let has_token = |name, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
+    };
+    let upgrade = has_token(CONNECTION, "upgrade") && has_token(UPGRADE, "websocket");
+    let version = headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        == Some(b"13");
+    let key = headers.get(SEC_WEBSOCKET_KEY)?;
+    (upgrade && version)
+        .then(|| tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
 }
 
 /// Checks the handshake (Origin, credential) before upgrading: a refusal is an HTTP 403 or 401.
 async fn upgrade(
     app: App,
-    ws: Ws,
+    accept: String,
+    on_upgrade: OnUpgrade,
     headers: HeaderMap,
     query: String,
     codec: Codec,
@@ -69,12 +113,41 @@ async fn upgrade(
         Ok(principal) => principal,
         Err(error) => return crate::http::reply(HttpResponse::error(&error)),
     };
-    let limit = app.config().max_frame_bytes;
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| serve(app, socket, principal, token, codec))
-        .into_response()
+    let Ok(accept) = HeaderValue::from_str(&accept) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let config = app.config();
+    let limit = config.max_frame_bytes;
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(config.ws_read_buffer_bytes.max(256))
+        // Frames are flushed as soon as the queue is drained: no need to hold 128 KiB first.
+        .write_buffer_size(0)
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
+                serve(app, socket, principal, token, codec).await;
+            }
+            Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
+        }
+    });
+    let mut response = warp::reply::Response::default();
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    response
 }
+
+type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// One connection of either codec.
 enum Session {
@@ -160,13 +233,11 @@ async fn serve(
         };
         let Some(message) = message else { break };
         let alive = match message {
-            Ok(m) if m.is_text() => match m.to_str() {
-                Ok(text) => connection.handle_text(text).await,
-                Err(()) => connection.handle_binary().await,
-            },
-            Ok(m) if m.is_binary() => connection.handle_binary().await,
-            Ok(m) if m.is_close() => false,
-            Ok(_) => true, // ping and pong are answered by the WebSocket layer
+            Ok(Message::Text(text)) => connection.handle_text(text.as_str()).await,
+            Ok(Message::Binary(_)) => connection.handle_binary().await,
+            Ok(Message::Close(_)) => false,
+            // Ping and pong are answered by the WebSocket layer.
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => true,
             Err(error) => {
                 if is_too_big(&error) {
                     connection.close(CloseReason::TOO_BIG);
@@ -232,24 +303,26 @@ async fn write(
     }
     let reason = *close.borrow();
     if let Some(reason) = reason {
-        let close = sink.send(Message::close_with(reason.code, reason.reason));
+        let close = sink.send(Message::Close(Some(CloseFrame {
+            code: CloseCode::from(reason.code),
+            reason: Utf8Bytes::from_static(reason.reason),
+        })));
         let _ = tokio::time::timeout(grace, close).await;
     }
 }
 
 fn text(frame: bytes::Bytes) -> Message {
-    // Frames are JSON produced by serde_json, hence UTF-8.
-    Message::text(String::from_utf8_lossy(&frame).into_owned())
+    // Frames are JSON produced by serde_json, hence UTF-8: the check is one pass over the bytes,
+    // and the bytes themselves are shared with every other subscriber of the event, not copied.
+    match Utf8Bytes::try_from(frame) {
+        Ok(text) => Message::Text(text),
+        Err(_) => Message::Binary(bytes::Bytes::new()),
+    }
 }
 
-fn is_too_big(error: &warp::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(e) = source {
-        let text = e.to_string();
-        if text.contains("Space limit exceeded") || text.contains("too long") {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+fn is_too_big(error: &WsError) -> bool {
+    matches!(
+        error,
+        WsError::Capacity(CapacityError::MessageTooLong { .. })
+    )
 }
