@@ -101,7 +101,7 @@ impl Args {
     /// Settings shared by every scenario.
     pub fn common(&self) -> Result<Common> {
         Ok(Common {
-            bare_read_buffer: self.opt("bare-read-buffer")?,
+            bare_read_buffer: self.get("bare-read-buffer", 4096)?,
             client_read_buffer: self.get("client-read-buffer", 4096)?,
             connect_concurrency: self.get("connect-concurrency", 256usize)?.max(1),
         })
@@ -110,7 +110,7 @@ impl Args {
 
 #[derive(Debug, Clone, Copy)]
 pub struct Common {
-    pub bare_read_buffer: Option<usize>,
+    pub bare_read_buffer: usize,
     pub client_read_buffer: usize,
     pub connect_concurrency: usize,
 }

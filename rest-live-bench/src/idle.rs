@@ -62,11 +62,8 @@ pub async fn run(args: &Args) -> Result<Report> {
         "per conn = (server RSS with the connections − RSS before) ÷ connections; the server is a child process, measured alone; target: rest-live <= 10 KiB per idle subscribed connection at 10,000".into(),
     );
     report.notes.push(format!(
-        "the bare baseline uses tungstenite's read buffer of {}",
-        common.bare_read_buffer.map_or(
-            "its default size (128 KiB, as warp)".to_owned(),
-            |b| format!("{b} bytes")
-        )
+        "the bare baseline's tungstenite read buffer: {} bytes (rest-live's default `ws_read_buffer_bytes`: 4096)",
+        common.bare_read_buffer
     ));
     report.results = json!({
         "cases": [bare.json("bare", true, &bare), rest_live.json("rest-live", false, &bare)],

@@ -50,8 +50,8 @@ scenarios (each bounded in time, loopback only):
 
 common options:
   --json <file>               also write the results as JSON
-  --bare-read-buffer <bytes>  tungstenite read buffer of the bare baseline server
-                              (default: tungstenite's default, the one warp uses)
+  --bare-read-buffer 4096     tungstenite read buffer of the bare baseline server
+                              (4096: rest-live's default `ws_read_buffer_bytes`)
   --client-read-buffer <bytes> tungstenite read buffer of the benchmark's client sockets (4096)
   --connect-concurrency 256   handshakes in flight while connecting many sockets
   --wait-quiet <secs>         first wait up to <secs> for the machine to be idle (shared machines)

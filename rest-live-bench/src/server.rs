@@ -89,9 +89,7 @@ impl Server {
                 command.arg(dir.path().join("bench.db"));
             }
             Kind::Bare => {
-                if let Some(bytes) = common.bare_read_buffer {
-                    command.arg(bytes.to_string());
-                }
+                command.arg(common.bare_read_buffer.to_string());
             }
         }
         let mut child = command

@@ -120,20 +120,14 @@ async fn upgrade(
     let limit = config.max_frame_bytes;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.ws_read_buffer_bytes.max(256))
-        // Frames are flushed as soon as the queue is drained: no need to hold 128 KiB first.
-        .write_buffer_size(0)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(ws_config),
-                )
-                .await;
-                serve(app, socket, principal, token, codec).await;
+                let io = TokioIo::new(upgraded);
+                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config));
+                start(app, socket.await, principal, token, codec).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
@@ -192,20 +186,24 @@ impl Session {
 
     async fn handle_text(&mut self, text: &str) -> bool {
         match self {
-            Self::Envelope(c) => c.handle_text(text).await,
-            Self::DjangoRestLive(c) => c.handle_text(text).await,
+            // Boxed: a request's future lives only while it is handled, and inlined it would make
+            // every idle connection's task kilobytes larger.
+            Self::Envelope(c) => Box::pin(c.handle_text(text)).await,
+            Self::DjangoRestLive(c) => Box::pin(c.handle_text(text)).await,
         }
     }
 
     async fn handle_binary(&mut self) -> bool {
         match self {
-            Self::Envelope(c) => c.handle_binary().await,
-            Self::DjangoRestLive(c) => c.handle_binary().await,
+            Self::Envelope(c) => Box::pin(c.handle_binary()).await,
+            Self::DjangoRestLive(c) => Box::pin(c.handle_binary()).await,
         }
     }
 }
 
-async fn serve(
+/// Opens the connection and starts its reader and writer tasks. Each task holds only what it
+/// needs while the connection is idle: its size is most of an idle connection's memory.
+async fn start(
     app: App,
     socket: WebSocket,
     principal: Principal,
@@ -213,18 +211,28 @@ async fn serve(
     codec: Codec,
 ) {
     let grace = app.config().close_grace;
-    let (sink, mut stream) = socket.split();
+    let (sink, stream) = socket.split();
     let signed_in = principal.id.is_some();
-    let (mut connection, outgoing) = Session::open(&app, principal, codec);
-    let mut closing = connection.closing();
+    let (connection, outgoing) = Session::open(&app, principal, codec);
     // A revocation between the handshake's check and the registration above would have missed
     // this socket: check the credential once more now that revocations reach it.
-    if signed_in && app.authenticate(token.as_deref()).await.is_err() {
+    if signed_in && Box::pin(app.authenticate(token.as_deref())).await.is_err() {
         connection.close(CloseReason::REVOKED);
     }
-    let id = connection.id();
-    tracing::debug!(connection = id, "websocket opened");
+    tracing::debug!(connection = connection.id(), "websocket opened");
     let writer = tokio::spawn(write(sink, outgoing, grace));
+    tokio::spawn(read(stream, connection, writer));
+}
+
+/// The reader of a socket: hands each frame to the connection, in order, until either side
+/// closes.
+async fn read(
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    mut connection: Session,
+    writer: tokio::task::JoinHandle<()>,
+) {
+    let id = connection.id();
+    let mut closing = connection.closing();
     loop {
         let message = tokio::select! {
             // The server closes this connection (slow reader, revoked): stop reading.
