@@ -184,7 +184,7 @@ pub fn notify_commit(conn: AnyConn<'_>) -> QueryResult<()> {
 }
 
 /// Appends `change` in the caller's transaction and returns its `seq`.
-pub fn append(conn: AnyConn<'_>, change: &NewChange) -> QueryResult<i64> {
+pub fn append(conn: AnyConn<'_>, change: &NewChange) -> QueryResult<(i64, i64)> {
     use rest_live_changes::dsl as ch;
     use rest_live_streams::dsl as st;
     crate::__with_conn!(conn, |c| {
@@ -192,7 +192,7 @@ pub fn append(conn: AnyConn<'_>, change: &NewChange) -> QueryResult<i64> {
             .set(st::last_seq.eq(st::last_seq + 1))
             .returning(st::last_seq)
             .get_result(c)?;
-        diesel::insert_into(ch::rest_live_changes)
+        let id: i64 = diesel::insert_into(ch::rest_live_changes)
             .values((
                 ch::stream.eq(change.stream),
                 ch::seq.eq(seq),
@@ -204,9 +204,28 @@ pub fn append(conn: AnyConn<'_>, change: &NewChange) -> QueryResult<i64> {
                 ch::old_row.eq(&change.old_row),
                 ch::committed_at.eq(change.committed_at),
             ))
-            .execute(c)?;
-        Ok(seq)
+            .returning(ch::id)
+            .get_result(c)?;
+        Ok((id, seq))
     })
+}
+
+impl NewChange {
+    /// The change as it reads back from the log once committed, given its id and seq.
+    pub fn into_change(self, id: i64, seq: i64) -> Change {
+        Change {
+            id,
+            stream: self.stream.to_owned(),
+            seq,
+            action: self.action,
+            pk: self.pk,
+            old_groups: self.old_groups,
+            new_groups: self.new_groups,
+            row: self.row,
+            old_row: self.old_row,
+            committed_at: self.committed_at,
+        }
+    }
 }
 
 /// The position the feed starts from: the newest change id, and each stream's last seq.

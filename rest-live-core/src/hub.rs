@@ -275,6 +275,9 @@ struct Subs {
 
 struct StreamHub {
     subs: RwLock<Subs>,
+    /// Held while one change is judged and handed out, so that the feed and the writers that
+    /// publish their own commits hand out each seq once, in order.
+    publishing: Mutex<()>,
     /// The seq of the newest change handed out. Advanced while the subscription lock is held, so
     /// that a subscription registered "at S" receives exactly the changes after S.
     delivered: AtomicI64,
@@ -295,6 +298,7 @@ impl Hub {
                         s,
                         StreamHub {
                             subs: RwLock::default(),
+                            publishing: Mutex::new(()),
                             delivered: AtomicI64::new(seq),
                         },
                     )
@@ -353,16 +357,42 @@ impl Hub {
     /// Hands one committed change to its subscribers. Changes must come in seq order per stream;
     /// one already handed out is ignored.
     pub fn publish(&self, change: &Change) {
+        self.publish_next(change, false);
+    }
+
+    /// Hands the changes a local transaction just committed straight to their subscribers, so
+    /// that they need not wait for the feed to read them back from the log. Each one goes out only
+    /// if it is the next of its stream (`seq == delivered + 1`); otherwise some earlier change
+    /// (another process's, or a local commit still on its way here) must go first, and the feed,
+    /// which reads the log in order, is left to hand out both. Returns whether every change went
+    /// out (or already had).
+    pub fn publish_committed(&self, changes: &[Change]) -> bool {
+        let mut all = true;
+        for change in changes {
+            all &= self.publish_next(change, true);
+        }
+        all
+    }
+
+    /// Publishes `change` if it is new; with `contiguous`, only if it directly follows the last
+    /// change handed out. Returns false when it was held back for being out of order.
+    fn publish_next(&self, change: &Change, contiguous: bool) -> bool {
         let Some(hub) = self.streams.get(change.stream.as_str()) else {
-            return;
+            return true;
         };
+        let _publishing = hub.publishing.lock().unwrap_or_else(|p| p.into_inner());
         let subs = hub.subs.read().unwrap_or_else(|p| p.into_inner());
-        if change.seq <= hub.delivered.load(Ordering::Acquire) {
-            return;
+        let delivered = hub.delivered.load(Ordering::Acquire);
+        if change.seq <= delivered {
+            return true;
+        }
+        if contiguous && change.seq != delivered + 1 {
+            return false;
         }
         let deliveries = audience(&subs, change);
         hub.delivered.store(change.seq, Ordering::Release);
         send_frames(deliveries, change);
+        true
     }
 }
 

@@ -478,7 +478,7 @@ fn log(
     let row = |r: &JobRecord| Value::Object(r.state_json(prefix)).to_string();
     // Every state, the first (PENDING) included, is an `update` of the job: a client following
     // the job by id (with `since` to see it from the start) gets one event per state.
-    tx.append(&NewChange {
+    tx.append(NewChange {
         stream: JOBS_STREAM,
         action: ChangeAction::Update,
         pk: Value::from(new.id.clone()).to_string(),

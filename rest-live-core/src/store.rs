@@ -16,6 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::auth::Principal;
 use crate::changelog;
 use crate::error::{ApiError, Error};
+use crate::hub::Hub;
 pub use crate::tx::{FilterValue, Tx, parse_filters};
 
 const CORE_SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -122,6 +123,9 @@ struct StoreInner {
     /// Signalled after every commit that appended to the change log (and, on PostgreSQL, by the
     /// listener when another process commits).
     committed: Arc<Notify>,
+    /// Where a commit's changes are handed at once (see [`Hub::publish_committed`]); without it,
+    /// only the feed publishes.
+    hub: std::sync::OnceLock<Arc<Hub>>,
 }
 
 fn open_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -201,6 +205,7 @@ impl Store {
                     url,
                     write_gate: Semaphore::new(gate),
                     committed: Arc::new(Notify::new()),
+                    hub: std::sync::OnceLock::new(),
                 }),
             })
         })
@@ -211,6 +216,11 @@ impl Store {
     /// The database this store is connected to.
     pub fn url(&self) -> &DatabaseUrl {
         &self.inner.url
+    }
+
+    /// From now on, publish each local commit's changes to `hub` as soon as it commits.
+    pub(crate) fn publish_to(&self, hub: Arc<Hub>) {
+        let _ = self.inner.hub.set(hub);
     }
 
     /// Signalled after each commit that wrote changes (the feed waits on it).
@@ -275,7 +285,7 @@ impl Store {
                         let mut tx = Tx::new(AnyConn::Pg(c), principal);
                         let value = f(&mut tx)?;
                         let done = tx.finish();
-                        if done.changes > 0 {
+                        if !done.changes.is_empty() {
                             // Delivered to the other processes' listeners at commit, never before.
                             changelog::notify_commit(AnyConn::Pg(c))?;
                         }
@@ -283,8 +293,16 @@ impl Store {
                     })?
                 }
             };
-            if done.changes > 0 {
-                inner.committed.notify_one();
+            // Still holding the write gate: on SQLite (one writer) commits reach the hub in seq
+            // order. Whatever cannot go out in order is left to the feed.
+            if !done.changes.is_empty() {
+                let published = inner
+                    .hub
+                    .get()
+                    .is_some_and(|hub| hub.publish_committed(&done.changes));
+                if !published {
+                    inner.committed.notify_one();
+                }
             }
             for hook in done.after_commit {
                 hook();

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use crate::auth::Principal;
-use crate::changelog::{self, ChangeAction, NewChange};
+use crate::changelog::{self, Change, ChangeAction, NewChange};
 use crate::error::ApiError;
 use crate::permissions::{Action, Permissions};
 use crate::resource::Resource;
@@ -19,13 +19,15 @@ pub struct Tx<'a> {
     conn: AnyConn<'a>,
     principal: Principal,
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
-    changes: usize,
+    /// What this transaction appended to the change log, in order.
+    changes: Vec<Change>,
     now_ms: i64,
 }
 
 /// What a finished transaction leaves to do after its commit.
 pub(crate) struct Done {
-    pub changes: usize,
+    /// The changes appended, as they will read back from the log once committed.
+    pub changes: Vec<Change>,
     pub after_commit: Vec<Box<dyn FnOnce() + Send>>,
 }
 
@@ -39,7 +41,7 @@ impl<'a> Tx<'a> {
             conn,
             principal,
             after_commit: Vec::new(),
-            changes: 0,
+            changes: Vec::new(),
             now_ms,
         }
     }
@@ -185,9 +187,9 @@ impl<'a> Tx<'a> {
     }
 
     /// Appends a change the framework made itself (job states).
-    pub(crate) fn append(&mut self, change: &NewChange) -> Result<(), ApiError> {
-        changelog::append(self.conn.reborrow(), change)?;
-        self.changes += 1;
+    pub(crate) fn append(&mut self, change: NewChange) -> Result<(), ApiError> {
+        let (id, seq) = changelog::append(self.conn.reborrow(), &change)?;
+        self.changes.push(change.into_change(id, seq));
         Ok(())
     }
 
@@ -231,9 +233,7 @@ impl<'a> Tx<'a> {
             },
             committed_at: self.now_ms,
         };
-        changelog::append(self.conn.reborrow(), &change)?;
-        self.changes += 1;
-        Ok(())
+        self.append(change)
     }
 }
 
