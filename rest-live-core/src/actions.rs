@@ -85,7 +85,9 @@ pub async fn execute(
             Ok(Outcome::ok(200, data))
         }
         Op::Retrieve { pk } => {
-            let data = store.read(move |c| binding.retrieve(c, &who, &pk)).await?;
+            let data = store
+                .read_point(move |c| binding.retrieve(c, &who, &pk))
+                .await?;
             Ok(Outcome::ok(200, data))
         }
         Op::Create { data } => {

@@ -487,9 +487,6 @@ impl AppBuilder {
                 .map_or(0, |(_, seq)| *seq);
             (s, seq)
         })));
-        // Local commits reach the hub at once; the feed follows the log for the rest (other
-        // processes' commits, and local ones that could not go out in order).
-        store.publish_to(hub.clone());
         let mut tasks = vec![crate::feed::spawn(
             store.clone(),
             hub.clone(),

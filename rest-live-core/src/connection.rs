@@ -500,7 +500,7 @@ impl Connection {
         let seq = self
             .app
             .store()
-            .read(move |mut c| {
+            .read_point(move |mut c| {
                 if let Some(pk) = &must_exist {
                     binding.retrieve(c.reborrow(), &principal, pk)?;
                 }

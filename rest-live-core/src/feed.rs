@@ -1,23 +1,33 @@
-//! The feed follows the committed change log and hands each change to the hub, in seq order per
-//! stream. It wakes right after a local commit, when another process commits (PostgreSQL
-//! LISTEN/NOTIFY, see [`listen`]), and on a timer as the fallback.
+//! The feed hands each committed change to the hub, in seq order per stream.
 //!
-//! It follows each stream by `seq > delivered`: committed seqs of a stream have no holes (see
+//! A local commit queues its changes here as it commits, and they are published from memory. That
+//! queue also decouples the writer from the fan-out: while subscribers' sockets are being
+//! written, later commits pile up and go out together, so each socket write carries several
+//! events. Whatever cannot go out that way (the queue was full, a change is not the next of its
+//! stream, the writer was cancelled) wakes the feed to read the log instead, as do other
+//! processes' commits (PostgreSQL LISTEN/NOTIFY, see [`listen`]) and a timer, the fallback.
+//!
+//! The log is followed by `seq > delivered`: committed seqs of a stream have no holes (see
 //! [`crate::changelog`]), so this never steps over a change that commits late.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::changelog;
 use crate::hub::Hub;
-use crate::store::Store;
+use crate::store::{Committed, Store};
 
 /// How many changes one read of the log takes.
 const BATCH: i64 = 512;
 
-/// Starts following the log of `streams` from where the hub stands.
+/// Local commits queued for publishing before the feed falls back to reading the log.
+const QUEUE: usize = 1024;
+
+/// Starts following the log of `streams` from where the hub stands, and publishing the store's
+/// local commits.
 pub fn spawn(
     store: Store,
     hub: Arc<Hub>,
@@ -25,10 +35,22 @@ pub fn spawn(
     poll: Duration,
 ) -> JoinHandle<()> {
     let committed = store.committed();
+    let (queue, mut local) = mpsc::channel::<Committed>(QUEUE);
+    store.publish_to(queue);
     tokio::spawn(async move {
         loop {
             tokio::select! {
+                biased;
                 _ = committed.notified() => {}
+                commit = local.recv() => {
+                    // The store (held here) keeps the queue open: `None` cannot happen.
+                    let Some(commit) = commit else { return };
+                    commit.publish(&hub);
+                    while let Ok(commit) = local.try_recv() {
+                        commit.publish(&hub);
+                    }
+                    continue;
+                }
                 _ = tokio::time::sleep(poll) => {}
             }
             for &stream in &streams {

@@ -11,7 +11,7 @@ use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::auth::Principal;
 use crate::changelog;
@@ -123,9 +123,9 @@ struct StoreInner {
     /// Signalled after every commit that appended to the change log (and, on PostgreSQL, by the
     /// listener when another process commits).
     committed: Arc<Notify>,
-    /// Where a commit's changes are handed at once (see [`Hub::publish_committed`]); without it,
-    /// only the feed publishes.
-    hub: std::sync::OnceLock<Arc<Hub>>,
+    /// Where a commit's changes are handed at once (the feed's queue, see [`crate::feed`]);
+    /// without it, the feed reads every change back from the log.
+    publish: std::sync::OnceLock<mpsc::Sender<Committed>>,
 }
 
 fn open_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -150,6 +150,9 @@ impl Store {
                         // Every connection to ":memory:" is a database of its own: keep one.
                         .max_size(if in_memory { 1 } else { pool_size.max(2) })
                         .connection_customizer(Box::new(SqlitePragmas))
+                        // A file on this machine does not go stale like a network connection:
+                        // no `SELECT 1` before every use.
+                        .test_on_check_out(false)
                         .build(ConnectionManager::<SqliteConnection>::new(path.clone()))
                         .map_err(|e| open_error(path, e))?;
                     let mut conn = pool.get().map_err(|e| open_error(path, e))?;
@@ -205,7 +208,7 @@ impl Store {
                     url,
                     write_gate: Semaphore::new(gate),
                     committed: Arc::new(Notify::new()),
-                    hub: std::sync::OnceLock::new(),
+                    publish: std::sync::OnceLock::new(),
                 }),
             })
         })
@@ -218,9 +221,9 @@ impl Store {
         &self.inner.url
     }
 
-    /// From now on, publish each local commit's changes to `hub` as soon as it commits.
-    pub(crate) fn publish_to(&self, hub: Arc<Hub>) {
-        let _ = self.inner.hub.set(hub);
+    /// From now on, hand each local commit's changes to `queue` as soon as it commits.
+    pub(crate) fn publish_to(&self, queue: mpsc::Sender<Committed>) {
+        let _ = self.inner.publish.set(queue);
     }
 
     /// Signalled after each commit that wrote changes (the feed waits on it).
@@ -254,6 +257,25 @@ impl Store {
         .map_err(ApiError::internal)?
     }
 
+    /// [`Store::read`] for a read of a few rows found by key (a `retrieve`), whose cost is a few
+    /// microseconds on SQLite: there it runs right here, on the calling task's thread, when a
+    /// pooled connection is idle, instead of a round trip through the blocking pool (two thread
+    /// hand-offs, which cost more than the read). Readers never wait for writers in SQLite's WAL
+    /// mode, so this does not stall the runtime. On PostgreSQL (a network round trip) and when
+    /// every connection is busy, it is [`Store::read`].
+    pub async fn read_point<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(AnyConn<'_>) -> Result<T, ApiError> + Send + 'static,
+    {
+        if let Pools::Sqlite(pool) = &self.inner.pools
+            && let Some(mut conn) = pool.try_get()
+        {
+            return conn.transaction(|c| f(AnyConn::Sqlite(c)));
+        }
+        self.read(f).await
+    }
+
     /// Runs `f` in a write transaction. The changes it logs are committed with it, then the feed is
     /// woken and the after-commit hooks run. An error from `f` rolls everything back.
     pub async fn write<T, F>(&self, principal: Principal, f: F) -> Result<T, ApiError>
@@ -268,7 +290,7 @@ impl Store {
             .await
             .map_err(ApiError::internal)?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
+        let (value, committed) = tokio::task::spawn_blocking(move || {
             let (value, done) = match &inner.pools {
                 Pools::Sqlite(pool) => {
                     let mut conn = checkout(pool)?;
@@ -293,24 +315,25 @@ impl Store {
                     })?
                 }
             };
-            // Still holding the write gate: on SQLite (one writer) commits reach the hub in seq
-            // order. Whatever cannot go out in order is left to the feed.
-            if !done.changes.is_empty() {
-                let published = inner
-                    .hub
-                    .get()
-                    .is_some_and(|hub| hub.publish_committed(&done.changes));
-                if !published {
-                    inner.committed.notify_one();
-                }
-            }
             for hook in done.after_commit {
                 hook();
             }
-            Ok(value)
+            let committed = Committed {
+                changes: done.changes,
+                feed: inner.committed.clone(),
+            };
+            Ok::<_, ApiError>((value, committed))
         })
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)??;
+        // The write gate is still held, so on SQLite (one writer) commits are queued in seq order.
+        // A full queue drops the commit's changes, which wakes the feed to read them from the log.
+        if !committed.changes.is_empty()
+            && let Some(queue) = self.inner.publish.get()
+        {
+            let _ = queue.try_send(committed);
+        }
+        Ok(value)
     }
 
     /// Runs `f` in a write transaction that maintains the framework's own tables (it appends no
@@ -340,6 +363,31 @@ impl Store {
         })
         .await
         .map_err(ApiError::internal)?
+    }
+}
+
+/// The changes of a local commit, on their way to the hub. Whenever they are dropped without
+/// having gone out (the writing task was cancelled, the feed's queue was full, or they could not
+/// go out in seq order), the feed is woken to publish them from the log instead.
+pub(crate) struct Committed {
+    changes: Vec<changelog::Change>,
+    feed: Arc<Notify>,
+}
+
+impl Committed {
+    /// Hands the changes to `hub` (see [`Hub::publish_committed`]).
+    pub(crate) fn publish(mut self, hub: &Hub) {
+        if hub.publish_committed(&self.changes) {
+            self.changes.clear();
+        }
+    }
+}
+
+impl Drop for Committed {
+    fn drop(&mut self) {
+        if !self.changes.is_empty() {
+            self.feed.notify_one();
+        }
     }
 }
 
