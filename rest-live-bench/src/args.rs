@@ -25,7 +25,7 @@ fn allowed(scenario: &str) -> Option<&'static [&'static str]> {
             "client-tasks",
             "drain",
         ],
-        "reqrep" => &["conns", "duration", "warmup", "tasks", "limit"],
+        "reqrep" => &["conns", "duration", "warmup", "tasks", "limit", "ops"],
         "idle" => &["conns", "settle"],
         "writes" => &["writes", "subs", "writers"],
         _ => return None,

@@ -42,7 +42,7 @@ scenarios (each bounded in time, loopback only):
            --client-tasks 0 (0: one task per socket; N: N tasks multiplexing the sockets)
            --drain 15 (seconds to wait for late deliveries)
   reqrep   C sockets doing retrieve / list; the same over HTTP GET keep-alive
-           --conns 50  --duration 5  --warmup 1  --tasks 100  --limit 25
+           --conns 50  --duration 5  --warmup 1  --tasks 100  --limit 25  --ops retrieve,list
   idle     N idle subscribed connections; server RSS per connection
            --conns 10000  --settle 1
   writes   creates/s over WebSocket and HTTP with 0 and S subscribers, vs a raw diesel loop

@@ -46,6 +46,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         limit: args.get("limit", 25usize)?.max(1),
     };
     let tasks: usize = args.get("tasks", 100usize)?.max(1);
+    let ops: String = args.get("ops", "retrieve,list".to_owned())?;
     eprintln!(
         "reqrep: {} connections, {:?} per case after {:?} of warm-up",
         p.conns, p.duration, p.warmup
@@ -71,6 +72,13 @@ pub async fn run(args: &Args) -> Result<Report> {
         (Op::List, Transport::Ws),
         (Op::List, Transport::Http),
     ] {
+        let name = match op {
+            Op::Retrieve => "retrieve",
+            Op::List => "list",
+        };
+        if !ops.split(',').any(|o| o.trim() == name) {
+            continue;
+        }
         let o = phase(&server, transport, op, list, ids.clone(), p, &common).await?;
         eprintln!("  {} {}: {:.0} req/s", o.transport, o.op, o.per_s);
         outcomes.push(o);

@@ -150,16 +150,38 @@ fn readable<R: Resource>(principal: &Principal, row: &R) -> Result<bool, ApiErro
     })
 }
 
-/// `row` as `principal` sees it.
-fn output<R: Resource>(principal: &Principal, row: &R) -> Result<Value, ApiError> {
+/// `row` as `principal` sees it, or `None` when it may not read it: [`readable`] then [`output`],
+/// turning the row into a map at most once.
+fn view<R: Resource>(principal: &Principal, row: &R) -> Result<Option<Box<RawValue>>, ApiError> {
+    let scope = scope::<R>(principal);
+    let presents = R::Policy::PRESENTS && !principal.is_system();
+    match scope {
+        Scope::Nothing => Ok(None),
+        Scope::All if !presents => to_raw(row).map(Some),
+        scope => {
+            let mut object = as_object(row)?;
+            if !scope.contains(&object) {
+                return Ok(None);
+            }
+            if presents {
+                R::Policy::present(principal, &mut object);
+            }
+            to_raw(&object).map(Some)
+        }
+    }
+}
+
+/// `row` as `principal` sees it, as JSON. Serialized straight from the struct unless the policy
+/// presents it differently (which needs it as a map first).
+fn output<R: Resource>(principal: &Principal, row: &R) -> Result<Box<RawValue>, ApiError> {
+    if !R::Policy::PRESENTS || principal.is_system() {
+        return to_raw(row);
+    }
     let mut value = serde_json::to_value(row).map_err(ApiError::internal)?;
-    if R::Policy::PRESENTS
-        && !principal.is_system()
-        && let Value::Object(map) = &mut value
-    {
+    if let Value::Object(map) = &mut value {
         R::Policy::present(principal, map);
     }
-    Ok(value)
+    to_raw(&value)
 }
 
 /// The scope as filters for a query; `None` when nothing is in scope.
@@ -189,7 +211,7 @@ fn written<R: Resource>(principal: &Principal, row: &R) -> Result<Written, ApiEr
     };
     Ok(Written {
         pk_path,
-        data: to_raw(&output(principal, row)?)?,
+        data: output(principal, row)?,
     })
 }
 
@@ -276,10 +298,7 @@ impl<R: Resource> Binding for Bound<R> {
     ) -> Result<Box<RawValue>, ApiError> {
         let pk = parse_pk::<R>(pk)?;
         let row = R::db_get(conn, &pk)?.ok_or(ApiError::NotFound)?;
-        if !readable(principal, &row)? {
-            return Err(ApiError::NotFound);
-        }
-        to_raw(&output(principal, &row)?)
+        view(principal, &row)?.ok_or(ApiError::NotFound)
     }
 
     fn members(

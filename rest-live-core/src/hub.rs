@@ -232,10 +232,6 @@ impl Subscriber {
         self
     }
 
-    fn same(&self, other: &Subscriber) -> bool {
-        self.outbox.id() == other.outbox.id() && self.request_id == other.request_id
-    }
-
     fn deliver(&self, seq: i64, frame: Bytes) {
         if seq <= self.state.after.load(Ordering::Acquire) {
             return;
@@ -267,10 +263,93 @@ impl Subscriber {
     }
 }
 
+/// What a [`SubList`] holds: something keyed by (connection id, request id).
+trait Member {
+    fn key(&self) -> (u64, &str);
+}
+
+impl Member for Subscriber {
+    fn key(&self) -> (u64, &str) {
+        (self.outbox.id(), &self.request_id)
+    }
+}
+
+/// The subscribers of one target: a dense list for fan-out, indexed by connection so that
+/// adding and removing one costs the same with 10 subscribers or 10,000.
+struct SubList<T = Subscriber> {
+    subs: Vec<T>,
+    /// Positions in `subs` of each connection's subscriptions.
+    by_conn: HashMap<u64, Vec<usize>>,
+}
+
+impl<T> Default for SubList<T> {
+    fn default() -> Self {
+        Self {
+            subs: Vec::new(),
+            by_conn: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Member> SubList<T> {
+    fn as_slice(&self) -> &[T] {
+        &self.subs
+    }
+
+    fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+
+    /// Adds `sub` unless the same subscription (connection and request id) is already here.
+    fn insert(&mut self, sub: T) -> bool {
+        let (conn, request_id) = sub.key();
+        let positions = self.by_conn.entry(conn).or_default();
+        if positions
+            .iter()
+            .any(|&i| self.subs[i].key().1 == request_id)
+        {
+            return false;
+        }
+        positions.push(self.subs.len());
+        self.subs.push(sub);
+        true
+    }
+
+    fn remove(&mut self, conn: u64, request_id: &str) -> bool {
+        let Some(positions) = self.by_conn.get_mut(&conn) else {
+            return false;
+        };
+        let Some(at) = positions
+            .iter()
+            .position(|&i| self.subs[i].key().1 == request_id)
+        else {
+            return false;
+        };
+        let index = positions.swap_remove(at);
+        if positions.is_empty() {
+            self.by_conn.remove(&conn);
+        }
+        let last = self.subs.len() - 1;
+        self.subs.swap_remove(index);
+        if index != last {
+            // The last subscriber moved into the freed slot.
+            let moved = self.subs[index].key().0;
+            if let Some(p) = self
+                .by_conn
+                .get_mut(&moved)
+                .and_then(|ps| ps.iter_mut().find(|p| **p == last))
+            {
+                *p = index;
+            }
+        }
+        true
+    }
+}
+
 #[derive(Default)]
 struct Subs {
-    instance: HashMap<String, Vec<Subscriber>>,
-    group: HashMap<&'static str, HashMap<String, Vec<Subscriber>>>,
+    instance: HashMap<String, SubList>,
+    group: HashMap<&'static str, HashMap<String, SubList>>,
 }
 
 struct StreamHub {
@@ -332,10 +411,7 @@ impl Hub {
                 .entry(value.clone())
                 .or_default(),
         };
-        let added = !list.iter().any(|s| s.same(&sub));
-        if added {
-            list.push(sub);
-        }
+        let added = list.insert(sub);
         (hub.delivered.load(Ordering::Acquire), added)
     }
 
@@ -396,18 +472,11 @@ impl Hub {
     }
 }
 
-fn remove_from(
-    map: &mut HashMap<String, Vec<Subscriber>>,
-    key: &str,
-    conn: u64,
-    request_id: &str,
-) -> bool {
+fn remove_from(map: &mut HashMap<String, SubList>, key: &str, conn: u64, request_id: &str) -> bool {
     let Some(list) = map.get_mut(key) else {
         return false;
     };
-    let before = list.len();
-    list.retain(|s| !(s.outbox.id() == conn && &*s.request_id == request_id));
-    let removed = list.len() != before;
+    let removed = list.remove(conn, request_id);
     if list.is_empty() {
         map.remove(key);
     }
@@ -420,7 +489,7 @@ fn audience<'a>(subs: &'a Subs, change: &Change) -> Vec<(&'a Subscriber, ChangeA
     if change.action != ChangeAction::Create
         && let Some(list) = subs.instance.get(&change.pk)
     {
-        out.extend(list.iter().map(|s| (s, change.action)));
+        out.extend(list.as_slice().iter().map(|s| (s, change.action)));
     }
     if subs.group.is_empty() {
         return out;
@@ -430,7 +499,11 @@ fn audience<'a>(subs: &'a Subs, change: &Change) -> Vec<(&'a Subscriber, ChangeA
     for (key, by_value) in &subs.group {
         let old_v = old.get(*key).map(Value::to_string);
         let new_v = new.get(*key).map(Value::to_string);
-        let members = |v: &Option<String>| v.as_ref().and_then(|v| by_value.get(v));
+        let members = |v: &Option<String>| {
+            v.as_ref()
+                .and_then(|v| by_value.get(v))
+                .map(SubList::as_slice)
+        };
         match change.action {
             ChangeAction::Create => {
                 if let Some(list) = members(&new_v) {
@@ -451,8 +524,8 @@ fn audience<'a>(subs: &'a Subs, change: &Change) -> Vec<(&'a Subscriber, ChangeA
                 // A move between groups: the old group's subscribers see it leave, the new group's
                 // see it arrive, and a connection following both sees one update (on its new-group
                 // subscription) instead of a delete and a create.
-                let old_list = members(&old_v).map(Vec::as_slice).unwrap_or_default();
-                let new_list = members(&new_v).map(Vec::as_slice).unwrap_or_default();
+                let old_list = members(&old_v).unwrap_or_default();
+                let new_list = members(&new_v).unwrap_or_default();
                 let conns =
                     |l: &[Subscriber]| l.iter().map(|s| s.outbox.id()).collect::<HashSet<_>>();
                 let (in_old, in_new) = (conns(old_list), conns(new_list));
@@ -534,5 +607,60 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
             }
         };
         sub.deliver(change.seq, frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Member, SubList};
+
+    impl Member for (u64, String) {
+        fn key(&self) -> (u64, &str) {
+            (self.0, &self.1)
+        }
+    }
+
+    /// The index stays exact through any sequence of adds and removes: checked against a plain
+    /// list on a deterministic pseudo-random sequence that revisits the same keys often.
+    #[test]
+    fn sub_list_matches_a_plain_list() {
+        let mut list = SubList::<(u64, String)>::default();
+        let mut model: Vec<(u64, String)> = Vec::new();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for step in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let key = (seed % 17, format!("r{}", (seed >> 8) % 5));
+            if seed & (1 << 40) == 0 {
+                let fresh = !model.contains(&key);
+                assert_eq!(list.insert(key.clone()), fresh, "insert {key:?} at {step}");
+                if fresh {
+                    model.push(key);
+                }
+            } else {
+                let present = model.iter().position(|m| *m == key);
+                assert_eq!(
+                    list.remove(key.0, &key.1),
+                    present.is_some(),
+                    "remove {key:?}"
+                );
+                if let Some(i) = present {
+                    model.remove(i);
+                }
+            }
+            let mut have: Vec<_> = list.as_slice().to_vec();
+            let mut want = model.clone();
+            have.sort();
+            want.sort();
+            assert_eq!(have, want, "after step {step}");
+            for (i, sub) in list.as_slice().iter().enumerate() {
+                assert!(list.by_conn[&sub.0].contains(&i), "index of {sub:?}");
+            }
+            assert_eq!(
+                list.by_conn.values().map(Vec::len).sum::<usize>(),
+                model.len()
+            );
+        }
     }
 }
