@@ -12,6 +12,7 @@ const COMMON: &[&str] = &[
     "client-read-buffer",
     "connect-concurrency",
     "wait-quiet",
+    "distinct-request-ids",
 ];
 
 fn allowed(scenario: &str) -> Option<&'static [&'static str]> {
@@ -104,6 +105,7 @@ impl Args {
             bare_read_buffer: self.get("bare-read-buffer", 4096)?,
             client_read_buffer: self.get("client-read-buffer", 4096)?,
             connect_concurrency: self.get("connect-concurrency", 256usize)?.max(1),
+            distinct_request_ids: self.get("distinct-request-ids", false)?,
         })
     }
 }
@@ -113,4 +115,7 @@ pub struct Common {
     pub bare_read_buffer: usize,
     pub client_read_buffer: usize,
     pub connect_concurrency: usize,
+    /// Each subscriber subscribes with a request id of its own, so that rest-live encodes one
+    /// event frame per subscriber (the request id is in the frame) instead of sharing one.
+    pub distinct_request_ids: bool,
 }

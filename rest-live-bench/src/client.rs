@@ -215,10 +215,16 @@ pub async fn create_list_and_task(addr: SocketAddr, text: &str) -> Result<(i64, 
     Ok((list, id_of(&body)?))
 }
 
-/// The frame subscribing to every task of `list` (request id `"s"`).
-pub fn subscribe_frame(list: i64) -> String {
+/// The frame subscribing to every task of `list`, with request id `"s"`, or `"s<i>"` when each
+/// subscriber is to have its own (`--distinct-request-ids`).
+pub fn subscribe_frame(list: i64, i: usize, distinct: bool) -> String {
+    let request_id = if distinct {
+        format!("s{i}")
+    } else {
+        "s".to_owned()
+    };
     format!(
-        r#"{{"stream":"tasks","payload":{{"action":"subscribe","request_id":"s","group":{{"list_id":{list}}}}}}}"#
+        r#"{{"stream":"tasks","payload":{{"action":"subscribe","request_id":"{request_id}","group":{{"list_id":{list}}}}}}}"#
     )
 }
 
@@ -231,9 +237,10 @@ pub async fn subscribers(
     common: &crate::args::Common,
 ) -> Result<Vec<Ws>> {
     let read_buffer = common.client_read_buffer;
+    let distinct = common.distinct_request_ids;
     open_many(n, common.connect_concurrency, move |i| async move {
         let mut ws = ws_connect(addr, path, i, read_buffer).await?;
-        let reply = ws_request(&mut ws, subscribe_frame(list)).await?;
+        let reply = ws_request(&mut ws, subscribe_frame(list, i, distinct)).await?;
         if !reply.contains(r#""response_status":201"#) {
             return Err(format!("subscribe refused: {reply}"));
         }

@@ -54,6 +54,8 @@ common options:
                               (4096: rest-live's default `ws_read_buffer_bytes`)
   --client-read-buffer <bytes> tungstenite read buffer of the benchmark's client sockets (4096)
   --connect-concurrency 256   handshakes in flight while connecting many sockets
+  --distinct-request-ids true each subscriber uses its own request id (rest-live then encodes
+                              one event frame per subscriber; the bare server still shares one)
   --wait-quiet <secs>         first wait up to <secs> for the machine to be idle (shared machines)
 
 environment:

@@ -73,6 +73,24 @@ fn fanout_as_fast_as_possible_one_task_per_socket() {
     check_fanout(&report, 5, 20);
 }
 
+/// With a request id per subscriber, every subscriber gets an event frame of its own (its
+/// request id is in it), and still every event, once, in order.
+#[test]
+fn fanout_with_a_request_id_per_subscriber() {
+    let report = bench(&[
+        "fanout",
+        "--subs",
+        "6",
+        "--writes",
+        "15",
+        "--window",
+        "4",
+        "--distinct-request-ids",
+        "true",
+    ]);
+    check_fanout(&report, 6, 15);
+}
+
 #[test]
 fn fanout_fixed_rate_multiplexed_receivers() {
     let report = bench(&[

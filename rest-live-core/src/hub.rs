@@ -21,7 +21,7 @@ use crate::{drl, protocol};
 
 /// How a subscriber's events are encoded. Several codecs share one hub: a change is judged once
 /// per audience, and each distinct frame is encoded once per format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventFormat {
     /// PROTOCOL.md's `{stream, payload}` event, with the subscription's `request_id` and `seq`.
     Envelope,
@@ -558,38 +558,33 @@ fn parse_groups(json: Option<&str>) -> Map<String, Value> {
 /// share one frame per audience and action.
 fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
     type Verdict<'c> = Option<(ChangeAction, std::borrow::Cow<'c, str>)>;
+    type FrameKey<'s> = (ChangeAction, &'s str, EventFormat, &'s str);
     // (base action, audience, whether a delete carries the object) → what the audience gets.
-    let mut verdicts: Vec<(ChangeAction, &str, bool, Verdict<'_>)> = Vec::new();
-    let mut frames: Vec<(ChangeAction, &str, EventFormat, &str, Bytes)> = Vec::new();
+    let mut verdicts: HashMap<(ChangeAction, &str, bool), Verdict<'_>> = HashMap::new();
+    // Every frame encoded so far, and the last one used: consecutive subscribers mostly share it,
+    // and comparing with it is cheaper than hashing. With a request id per subscriber (one frame
+    // each) the map keeps this linear in the subscribers.
+    let mut frames: HashMap<FrameKey<'_>, Bytes> = HashMap::new();
+    let mut last: Option<(FrameKey<'_>, Bytes)> = None;
     for (sub, base) in deliveries {
-        let audience = sub.audience.key.as_str();
         let format = sub.format;
         let request_id = match format {
             EventFormat::Envelope => &*sub.request_id,
             EventFormat::DjangoRestLive { .. } => "",
         };
-        let cached = frames
-            .iter()
-            .find(|(a, k, f, rid, _)| {
-                *a == base && *k == audience && *f == format && *rid == request_id
-            })
-            .map(|(_, _, _, _, b)| b.clone());
+        let key = (base, sub.audience.key.as_str(), format, request_id);
+        let cached = match &last {
+            Some((k, frame)) if *k == key => Some(frame.clone()),
+            _ => frames.get(&key).cloned(),
+        };
         let frame = match cached {
             Some(frame) => frame,
             None => {
                 let full = format.deletes_carry_object();
-                let index = match verdicts
-                    .iter()
-                    .position(|(a, k, f, _)| *a == base && *k == audience && *f == full)
-                {
-                    Some(i) => i,
-                    None => {
-                        let verdict = sub.audience.event_in(change, base, format);
-                        verdicts.push((base, audience, full, verdict));
-                        verdicts.len() - 1
-                    }
-                };
-                let Some((action, data)) = &verdicts[index].3 else {
+                let verdict = verdicts
+                    .entry((base, key.1, full))
+                    .or_insert_with(|| sub.audience.event_in(change, base, format));
+                let Some((action, data)) = verdict else {
                     continue;
                 };
                 let frame = match format {
@@ -602,10 +597,11 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
                     ),
                     EventFormat::DjangoRestLive { label } => drl::event_frame(label, *action, data),
                 };
-                frames.push((base, audience, format, request_id, frame.clone()));
+                frames.insert(key, frame.clone());
                 frame
             }
         };
+        last = Some((key, frame.clone()));
         sub.deliver(change.seq, frame);
     }
 }
