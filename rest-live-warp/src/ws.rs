@@ -120,6 +120,10 @@ async fn upgrade(
     let limit = config.max_frame_bytes;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.ws_read_buffer_bytes.max(256))
+        // Queued frames are written out in one go past this size (and at every flush). The
+        // buffer keeps its size after a burst, so tungstenite's default (128 KiB) would be kept
+        // by every connection that once had a long queue.
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     tokio::spawn(async move {
@@ -142,6 +146,9 @@ async fn upgrade(
 }
 
 type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// See `write_buffer_size` in [`upgrade`]: room for ~80 typical events per socket write.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// One connection of either codec.
 enum Session {
