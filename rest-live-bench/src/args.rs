@@ -25,6 +25,7 @@ fn allowed(scenario: &str) -> Option<&'static [&'static str]> {
             "window",
             "client-tasks",
             "drain",
+            "repeat",
         ],
         "reqrep" => &["conns", "duration", "warmup", "tasks", "limit", "ops"],
         "idle" => &["conns", "settle"],

@@ -70,20 +70,31 @@ pub async fn run(args: &Args) -> Result<Report> {
     };
     eprintln!("fanout: {subs} subscribers, {writes} writes, {mode}");
 
-    let bare = {
-        let server = Server::start(Kind::Bare, &common).await?;
-        phase(&server, 1, 1, p, &common).await?
-    };
-    eprintln!("  bare: {:.0} deliveries/s", bare.deliveries_per_s);
-    let rest_live = {
-        let server = Server::start(Kind::RestLive, &common).await?;
-        let (list, task) = client::create_list_and_task(server.addr, "0:0").await?;
-        phase(&server, list, task, p, &common).await?
-    };
-    eprintln!(
-        "  rest-live: {:.0} deliveries/s",
-        rest_live.deliveries_per_s
-    );
+    // Fan-out throughput varies a lot between runs of the same build (how many frames each socket
+    // write carries settles differently each time), so rounds can be repeated: each round runs
+    // both servers afresh, and the summary gives the spread of the per-round ratios.
+    let repeat: usize = args.get("repeat", 1usize)?.max(1);
+    let mut rounds = Vec::with_capacity(repeat);
+    for round in 1..=repeat {
+        let bare = {
+            let server = Server::start(Kind::Bare, &common).await?;
+            phase(&server, 1, 1, p, &common).await?
+        };
+        eprintln!(
+            "  round {round}: bare: {:.0} deliveries/s",
+            bare.deliveries_per_s
+        );
+        let rest_live = {
+            let server = Server::start(Kind::RestLive, &common).await?;
+            let (list, task) = client::create_list_and_task(server.addr, "0:0").await?;
+            phase(&server, list, task, p, &common).await?
+        };
+        eprintln!(
+            "  round {round}: rest-live: {:.0} deliveries/s",
+            rest_live.deliveries_per_s
+        );
+        rounds.push((bare, rest_live));
+    }
 
     let mut report = Report::new(
         "fanout",
@@ -110,48 +121,87 @@ pub async fn run(args: &Args) -> Result<Report> {
             "ratio",
         ],
     );
-    for (name, o) in [("bare (baseline)", &bare), ("rest-live", &rest_live)] {
-        table.row(vec![
-            name.to_owned(),
-            o.delivered.to_string(),
-            o.missing.to_string(),
-            o.closed.to_string(),
-            report::rate(o.writes_per_s),
-            report::rate(o.deliveries_per_s),
-            report::ms(o.latency.ms(0.5)),
-            report::ms(o.latency.ms(0.99)),
-            report::ms(o.latency.max_ms()),
-            report::cores(o.cpu.server),
-            report::cores(o.cpu.client),
-            report::cores(o.cpu.other),
-            report::x(report::ratio(o.deliveries_per_s, bare.deliveries_per_s)),
-        ]);
+    for (round, (bare, rest_live)) in rounds.iter().enumerate() {
+        let label = |name: &str| {
+            if repeat > 1 {
+                format!("{name} #{}", round + 1)
+            } else {
+                name.to_owned()
+            }
+        };
+        for (name, o) in [
+            (label("bare (baseline)"), bare),
+            (label("rest-live"), rest_live),
+        ] {
+            table.row(vec![
+                name,
+                o.delivered.to_string(),
+                o.missing.to_string(),
+                o.closed.to_string(),
+                report::rate(o.writes_per_s),
+                report::rate(o.deliveries_per_s),
+                report::ms(o.latency.ms(0.5)),
+                report::ms(o.latency.ms(0.99)),
+                report::ms(o.latency.max_ms()),
+                report::cores(o.cpu.server),
+                report::cores(o.cpu.client),
+                report::cores(o.cpu.other),
+                report::x(report::ratio(o.deliveries_per_s, bare.deliveries_per_s)),
+            ]);
+        }
     }
     report.tables.push(table);
     report.notes.push(
         "ratio = deliveries/s ÷ the bare baseline's; CPU in cores (1.00 = one core busy) over the run"
             .into(),
     );
-    if p.rate.is_some() {
+    let mut ratios: Vec<f64> = rounds
+        .iter()
+        .map(|(bare, rest_live)| report::ratio(rest_live.deliveries_per_s, bare.deliveries_per_s))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
+    if repeat > 1 {
         report.notes.push(format!(
-            "p99 ratio rest-live/bare: {:.2}x; target p99 <= 20 ms at 10,000 subscribers and 100 writes/s",
-            report::ratio(rest_live.latency.ms(0.99), bare.latency.ms(0.99))
+            "over {repeat} rounds: ratio min {:.2}x, median {median:.2}x, max {:.2}x",
+            ratios[0],
+            ratios[ratios.len() - 1]
         ));
+    }
+    if p.rate.is_some() {
+        for (round, (bare, rest_live)) in rounds.iter().enumerate() {
+            report.notes.push(format!(
+                "round {}: p99 ratio rest-live/bare: {:.2}x; target p99 <= 20 ms at 10,000 subscribers and 100 writes/s",
+                round + 1,
+                report::ratio(rest_live.latency.ms(0.99), bare.latency.ms(0.99))
+            ));
+        }
     } else {
         report
             .notes
             .push("target: rest-live deliveries/s >= 0.7 x bare".into());
     }
-    for (name, o) in [("bare", &bare), ("rest-live", &rest_live)] {
-        if o.missing > 0 || o.out_of_order > 0 || o.bad_frames > 0 || o.write_errors > 0 {
-            report.notes.push(format!(
-                "{name}: {} missing, {} closed subscribers ({} server 4008 closes), {} out of order, {} duplicates, {} unexpected frames, {} failed writes",
-                o.missing, o.closed, o.slow_consumer_closes, o.out_of_order, o.duplicates, o.bad_frames, o.write_errors
-            ));
+    for (bare, rest_live) in &rounds {
+        for (name, o) in [("bare", bare), ("rest-live", rest_live)] {
+            if o.missing > 0 || o.out_of_order > 0 || o.bad_frames > 0 || o.write_errors > 0 {
+                report.notes.push(format!(
+                    "{name}: {} missing, {} closed subscribers ({} server 4008 closes), {} out of order, {} duplicates, {} unexpected frames, {} failed writes",
+                    o.missing, o.closed, o.slow_consumer_closes, o.out_of_order, o.duplicates, o.bad_frames, o.write_errors
+                ));
+            }
         }
     }
+    let round_json = |(bare, rest_live): &(Outcome, Outcome)| {
+        json!([
+            bare.json("bare", true, bare),
+            rest_live.json("rest-live", false, bare)
+        ])
+    };
     report.results = json!({
-        "cases": [bare.json("bare", true, &bare), rest_live.json("rest-live", false, &bare)],
+        // The first round, as before `--repeat` existed; every round under "rounds".
+        "cases": round_json(&rounds[0]),
+        "rounds": rounds.iter().map(round_json).collect::<Vec<_>>(),
+        "ratio": { "min": ratios[0], "median": median, "max": ratios[ratios.len() - 1] },
     });
     Ok(report)
 }

@@ -74,7 +74,7 @@ fn fanout_as_fast_as_possible_one_task_per_socket() {
 }
 
 /// With a request id per subscriber, every subscriber gets an event frame of its own (its
-/// request id is in it), and still every event, once, in order.
+/// request id is in it), and still every event, once, in order; in every round of `--repeat`.
 #[test]
 fn fanout_with_a_request_id_per_subscriber() {
     let report = bench(&[
@@ -87,8 +87,18 @@ fn fanout_with_a_request_id_per_subscriber() {
         "4",
         "--distinct-request-ids",
         "true",
+        "--repeat",
+        "2",
     ]);
     check_fanout(&report, 6, 15);
+    let rounds = report["results"]["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2);
+    for round in rounds {
+        assert_eq!(round[1]["delivered"], 6 * 15, "{round}");
+    }
+    let ratio = &report["results"]["ratio"];
+    assert!(ratio["min"].as_f64() <= ratio["median"].as_f64(), "{ratio}");
+    assert!(ratio["median"].as_f64() <= ratio["max"].as_f64(), "{ratio}");
 }
 
 #[test]
