@@ -133,21 +133,21 @@ pub async fn run(args: &Args) -> Result<Report> {
             (label("bare (baseline)"), bare),
             (label("rest-live"), rest_live),
         ] {
-            table.row(vec![
+            let mut row = vec![
                 name,
                 o.delivered.to_string(),
                 o.missing.to_string(),
                 o.closed.to_string(),
                 report::rate(o.writes_per_s),
                 report::rate(o.deliveries_per_s),
-                report::ms(o.latency.ms(0.5)),
-                report::ms(o.latency.ms(0.99)),
-                report::ms(o.latency.max_ms()),
-                report::cores(o.cpu.server),
-                report::cores(o.cpu.client),
-                report::cores(o.cpu.other),
-                report::x(report::ratio(o.deliveries_per_s, bare.deliveries_per_s)),
-            ]);
+            ];
+            row.extend(report::latency_cells(&o.latency));
+            row.extend(report::cpu_cells(&o.cpu));
+            row.push(report::x(report::ratio(
+                o.deliveries_per_s,
+                bare.deliveries_per_s,
+            )));
+            table.row(row);
         }
     }
     report.tables.push(table);

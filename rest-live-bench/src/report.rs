@@ -213,6 +213,20 @@ pub fn cores(v: f64) -> String {
     format!("{v:.2}")
 }
 
+/// The three CPU columns of every table: server, client, other.
+pub fn cpu_cells(cpu: &crate::sys::Cpu) -> [String; 3] {
+    [cores(cpu.server), cores(cpu.client), cores(cpu.other)]
+}
+
+/// The latency columns p50, p99 and max, in ms.
+pub fn latency_cells(latency: &Latencies) -> [String; 3] {
+    [
+        ms(latency.ms(0.5)),
+        ms(latency.ms(0.99)),
+        ms(latency.max_ms()),
+    ]
+}
+
 pub fn x(v: f64) -> String {
     format!("{v:.2}x")
 }

@@ -118,7 +118,7 @@ pub async fn run(args: &Args) -> Result<Report> {
             .find(|b| b.op == o.op && b.transport == "http")
             .map_or(0.0, |b| b.per_s);
         let ratio = report::ratio(o.per_s, base);
-        table.row(vec![
+        let mut row = vec![
             format!(
                 "{} {}{}",
                 o.transport,
@@ -132,14 +132,11 @@ pub async fn run(args: &Args) -> Result<Report> {
             o.requests.to_string(),
             o.errors.to_string(),
             report::rate(o.per_s),
-            report::ms(o.latency.ms(0.5)),
-            report::ms(o.latency.ms(0.99)),
-            report::ms(o.latency.max_ms()),
-            report::cores(o.cpu.server),
-            report::cores(o.cpu.client),
-            report::cores(o.cpu.other),
-            report::x(ratio),
-        ]);
+        ];
+        row.extend(report::latency_cells(&o.latency));
+        row.extend(report::cpu_cells(&o.cpu));
+        row.push(report::x(ratio));
+        table.row(row);
         let mut case = o.json();
         case["ratio_to_http"] = json!(ratio);
         if let Some(error) = &o.first_error {

@@ -93,7 +93,7 @@ pub async fn run(args: &Args) -> Result<Report> {
     let base = outcomes[0].per_s;
     let mut cases = Vec::new();
     for o in &outcomes {
-        table.row(vec![
+        let mut row = vec![
             o.case.clone(),
             o.subs.to_string(),
             o.ok.to_string(),
@@ -104,11 +104,10 @@ pub async fn run(args: &Args) -> Result<Report> {
             o.delivered.to_string(),
             o.missing.to_string(),
             format!("{:.2}", o.all_delivered_s),
-            report::cores(o.cpu.server),
-            report::cores(o.cpu.client),
-            report::cores(o.cpu.other),
-            report::x(report::ratio(o.per_s, base)),
-        ]);
+        ];
+        row.extend(report::cpu_cells(&o.cpu));
+        row.push(report::x(report::ratio(o.per_s, base)));
+        table.row(row);
         let mut case = o.json();
         case["ratio_to_raw"] = json!(report::ratio(o.per_s, base));
         cases.push(case);
