@@ -2005,3 +2005,77 @@ fn thousands_of_random_frames_get_one_reply_each_on_a_socket_that_survives() {
         server.stop().await;
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The WebSocket handshake (done by rest-live-warp itself, not warp's `ws()`)
+// ---------------------------------------------------------------------------------------------
+
+/// Sends `request` on a fresh TCP connection and returns the response head.
+async fn raw_http(server: &TestServer, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
+            .await
+            .expect("no response head within 5 s")
+            .unwrap();
+        assert!(n > 0, "connection closed before a response head: {head:?}");
+        head.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// What is not a WebSocket handshake is not upgraded (a plain GET, a wrong version, a missing
+/// key), and a valid one, with header values in other cases and `Connection` as a token list,
+/// is, with the accept key of RFC 6455's own example.
+#[tokio::test]
+async fn only_valid_websocket_handshakes_are_upgraded() {
+    let server = server().await;
+    let request = |headers: &str| {
+        format!("GET /ws HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\n\r\n")
+    };
+    let refusals = [
+        ("plain GET", ""),
+        (
+            "version 8",
+            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        ),
+        (
+            "no key",
+            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+        ),
+        (
+            "no Upgrade header",
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        ),
+    ];
+    for (name, headers) in refusals {
+        let head = raw_http(&server, &request(headers)).await;
+        assert!(
+            head.starts_with("HTTP/1.1 404"),
+            "{name}: expected 404, got {head}"
+        );
+    }
+    let head = raw_http(
+        &server,
+        &request(
+            "Connection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+        ),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "valid handshake: {head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "accept key: {head}"
+    );
+    // The server still serves.
+    let mut ws = server.ws().await;
+    let reply = ws
+        .request(json!({"stream": "lists", "payload": {"action": "list", "request_id": 1}}))
+        .await;
+    assert_eq!(reply["payload"]["response_status"], 200, "{reply}");
+}
