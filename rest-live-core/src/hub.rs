@@ -436,12 +436,11 @@ impl Hub {
         self.publish_next(change, false);
     }
 
-    /// Hands the changes a local transaction just committed straight to their subscribers, so
-    /// that they need not wait for the feed to read them back from the log. Each one goes out only
-    /// if it is the next of its stream (`seq == delivered + 1`); otherwise some earlier change
-    /// (another process's, or a local commit still on its way here) must go first, and the feed,
-    /// which reads the log in order, is left to hand out both. Returns whether every change went
-    /// out (or already had).
+    /// Hands out the changes of a local commit as the writer recorded them, without reading them
+    /// back from the log. Each one goes out only if it is the next of its stream
+    /// (`seq == delivered + 1`); otherwise some earlier change (another process's, or a local
+    /// commit not queued) must go first, and reading the log in order hands out both. Returns
+    /// whether every change went out (or already had).
     pub fn publish_committed(&self, changes: &[Change]) -> bool {
         let mut all = true;
         for change in changes {
@@ -573,36 +572,38 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
             EventFormat::DjangoRestLive { .. } => "",
         };
         let key = (base, sub.audience.key.as_str(), format, request_id);
-        let cached = match &last {
-            Some((k, frame)) if *k == key => Some(frame.clone()),
-            _ => frames.get(&key).cloned(),
-        };
-        let frame = match cached {
-            Some(frame) => frame,
-            None => {
-                let full = format.deletes_carry_object();
-                let verdict = verdicts
-                    .entry((base, key.1, full))
-                    .or_insert_with(|| sub.audience.event_in(change, base, format));
-                let Some((action, data)) = verdict else {
-                    continue;
-                };
-                let frame = match format {
-                    EventFormat::Envelope => protocol::event_frame(
-                        &change.stream,
-                        *action,
-                        &sub.request_id,
-                        change.seq,
-                        data,
-                    ),
-                    EventFormat::DjangoRestLive { label } => drl::event_frame(label, *action, data),
-                };
-                frames.insert(key, frame.clone());
-                frame
-            }
-        };
-        last = Some((key, frame.clone()));
-        sub.deliver(change.seq, frame);
+        if last.as_ref().is_none_or(|(k, _)| *k != key) {
+            let frame = match frames.get(&key) {
+                Some(frame) => frame.clone(),
+                None => {
+                    let full = format.deletes_carry_object();
+                    let verdict = verdicts
+                        .entry((base, key.1, full))
+                        .or_insert_with(|| sub.audience.event_in(change, base, format));
+                    let Some((action, data)) = verdict else {
+                        continue;
+                    };
+                    let frame = match format {
+                        EventFormat::Envelope => protocol::event_frame(
+                            &change.stream,
+                            *action,
+                            &sub.request_id,
+                            change.seq,
+                            data,
+                        ),
+                        EventFormat::DjangoRestLive { label } => {
+                            drl::event_frame(label, *action, data)
+                        }
+                    };
+                    frames.insert(key, frame.clone());
+                    frame
+                }
+            };
+            last = Some((key, frame));
+        }
+        if let Some((_, frame)) = &last {
+            sub.deliver(change.seq, frame.clone());
+        }
     }
 }
 

@@ -315,13 +315,14 @@ impl Store {
                     })?
                 }
             };
-            for hook in done.after_commit {
-                hook();
-            }
+            // Built before the hooks run: if one panics, dropping it still wakes the feed.
             let committed = Committed {
                 changes: done.changes,
                 feed: inner.committed.clone(),
             };
+            for hook in done.after_commit {
+                hook();
+            }
             Ok::<_, ApiError>((value, committed))
         })
         .await

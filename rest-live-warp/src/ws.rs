@@ -74,7 +74,7 @@ pub fn endpoint(
 }
 
 /// The `Sec-WebSocket-Accept` value for a valid handshake request (RFC 6455 §4.2.1), or `None`.
-fn accept_key(headers: &HeaderMap) -> Option<String> {
+fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
     let has_token = |name, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str()
@@ -87,14 +87,17 @@ fn accept_key(headers: &HeaderMap) -> Option<String> {
         .map(HeaderValue::as_bytes)
         == Some(b"13");
     let key = headers.get(SEC_WEBSOCKET_KEY)?;
-    (upgrade && version)
-        .then(|| tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes()))
+    if !(upgrade && version) {
+        return None;
+    }
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    HeaderValue::from_str(&accept).ok()
 }
 
 /// Checks the handshake (Origin, credential) before upgrading: a refusal is an HTTP 403 or 401.
 async fn upgrade(
     app: App,
-    accept: String,
+    accept: HeaderValue,
     on_upgrade: OnUpgrade,
     headers: HeaderMap,
     query: String,
@@ -112,9 +115,6 @@ async fn upgrade(
     let principal = match app.authenticate(token.as_deref()).await {
         Ok(principal) => principal,
         Err(error) => return crate::http::reply(HttpResponse::error(&error)),
-    };
-    let Ok(accept) = HeaderValue::from_str(&accept) else {
-        return StatusCode::BAD_REQUEST.into_response();
     };
     let config = app.config();
     let limit = config.max_frame_bytes;
@@ -329,10 +329,9 @@ async fn write(
 fn text(frame: bytes::Bytes) -> Message {
     // Frames are JSON produced by serde_json, hence UTF-8: the check is one pass over the bytes,
     // and the bytes themselves are shared with every other subscriber of the event, not copied.
-    match Utf8Bytes::try_from(frame) {
-        Ok(text) => Message::Text(text),
-        Err(_) => Message::Binary(bytes::Bytes::new()),
-    }
+    let text = Utf8Bytes::try_from(frame.clone())
+        .unwrap_or_else(|_| String::from_utf8_lossy(&frame).into_owned().into());
+    Message::Text(text)
 }
 
 fn is_too_big(error: &WsError) -> bool {
