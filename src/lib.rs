@@ -42,16 +42,16 @@
 //! Two resources declaring the same stream stop start-up the same way, naming both types.
 
 pub use rest_live_core::{
-    AnyConn, ApiError, App, AppBuilder, Authenticator, CloseReason, Config, Connection, Error,
-    FieldErrors, FieldMeta, Hooks, Job, JobContext, JobError, Outgoing, Principal, Resource,
-    ResourceMeta, Retention, TokenStore, Tx, actions, changelog, connection, http, hub, jobs,
-    permissions, protocol, register_job, registry,
+    Action, AllowAll, AnyConn, ApiError, App, AppBuilder, Authenticator, BoxFuture, Config, Error,
+    FieldErrors, FieldMeta, Hooks, Job, JobContext, JobError, Permissions, Principal, Resource,
+    ResourceMeta, Retention, Scope, TokenStore, Tx, WeakApp, register_job,
 };
 pub use rest_live_macros::{resource, subscribable};
 
-/// The warp adapter: `rest_live::warp::routes(app)`.
+/// The warp filter serving every registered resource: `warp::serve(rest_live::routes(app))`.
+/// (The adapter crate itself is `rest_live_warp`.)
 #[cfg(feature = "warp")]
-pub use rest_live_warp as warp;
+pub use rest_live_warp::routes;
 
 #[doc(hidden)]
 pub use rest_live_core::__private;
@@ -61,6 +61,8 @@ pub mod testing;
 
 /// What a module declaring resources needs.
 pub mod prelude {
-    pub use crate::{ApiError, App, FieldErrors, Hooks, Principal, Tx, resource, subscribable};
-    pub use rest_live_core::permissions::{Action, Permissions, Scope};
+    pub use crate::{
+        Action, ApiError, App, FieldErrors, Hooks, Permissions, Principal, Scope, Tx, resource,
+        subscribable,
+    };
 }

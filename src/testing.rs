@@ -28,6 +28,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::{App, AppBuilder};
 
+/// The framework's own rules (which event a subscription gets for a change, what an audience
+/// sees) and tables, for differential tests that compute from the change log what each
+/// subscriber must have received. Not a stable API: it follows the runtime.
+pub mod internals {
+    pub use rest_live_core::__internals::*;
+}
+
 /// How long a helper waits for an expected frame before failing the test.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -203,12 +210,12 @@ impl TestServer {
             .build()
             .await
             .expect("rest-live app starts");
-        let routes = extra(app.clone()).or(crate::warp::routes(app.clone()));
+        let routes = extra(app.clone()).or(crate::routes(app.clone()));
         Self::serve_routes(app, database, routes).await
     }
 
     async fn serve(app: App, database: TestDatabase) -> Self {
-        let routes = crate::warp::routes(app.clone());
+        let routes = crate::routes(app.clone());
         Self::serve_routes(app, database, routes).await
     }
 

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rest_live::changelog::{self, Change};
-use rest_live::hub::{Target, event_data};
+use rest_live::testing::internals::{self as changelog, Change};
+use rest_live::testing::internals::{Target, event_data};
 use rest_live::testing::{Received, TestServer, WsClient};
 use serde_json::{Value, json};
 use tokio::sync::{Barrier, watch};
@@ -284,7 +284,6 @@ async fn writer(
 async fn read_log(server: &TestServer) -> Vec<Change> {
     server
         .app
-        .store()
         .read(|c| Ok(changelog::read_stream(c, "tasks", 0, i64::MAX, 100_000)?))
         .await
         .expect("read the change log")
@@ -361,12 +360,11 @@ async fn four_writers_and_fifty_subscribers_end_with_exactly_the_log_in_order() 
     // Everything committed has been handed to the hub.
     let head = server
         .app
-        .store()
         .read(|c| Ok(changelog::stream_head(c, "tasks")?))
         .await
         .expect("head");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while server.app.hub().delivered("tasks") < head {
+    while server.app.delivered("tasks") < head {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the hub never caught up with the log"

@@ -30,11 +30,12 @@ const QUIET: Duration = Duration::from_millis(300);
 async fn jobs_footprint(server: &TestServer) -> (i64, i64) {
     server
         .app
-        .store()
         .read(|mut c| {
-            let head = rest_live::changelog::stream_head(c.reborrow(), "jobs")?;
+            let head = rest_live::testing::internals::stream_head(c.reborrow(), "jobs")?;
             let rows: i64 = rest_live::__private::__with_conn!(c, |c| {
-                rest_live::jobs::rest_live_jobs::table.count().get_result(c)
+                rest_live::testing::internals::rest_live_jobs::table
+                    .count()
+                    .get_result(c)
             })?;
             Ok((head, rows))
         })
@@ -518,10 +519,9 @@ async fn a_cancel_that_races_the_end_never_leaves_a_success_behind() {
     // Every state each job went through, as logged (what subscribers were sent).
     let changes = server
         .app
-        .store()
         .read(|mut c| {
-            let head = rest_live::changelog::stream_head(c.reborrow(), "jobs")?;
-            Ok(rest_live::changelog::read_stream(
+            let head = rest_live::testing::internals::stream_head(c.reborrow(), "jobs")?;
+            Ok(rest_live::testing::internals::read_stream(
                 c,
                 "jobs",
                 0,

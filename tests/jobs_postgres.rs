@@ -24,8 +24,8 @@ use diesel::prelude::*;
 use futures_util::StreamExt;
 use jobs_support::{Api, PATIENCE};
 use rest_live::AnyConn;
-use rest_live::jobs::rest_live_jobs;
 use rest_live::testing::TestDatabase;
+use rest_live::testing::internals::rest_live_jobs;
 use serde_json::{Value, json};
 
 const JOBS: usize = 240;
@@ -185,11 +185,16 @@ async fn claims(
                 .unwrap_or_default()
                 .saturating_sub(first_queued.unwrap_or_default()) as u64,
         );
-        let head = rest_live::changelog::stream_head(AnyConn::Pg(&mut conn), "jobs")
+        let head = rest_live::testing::internals::stream_head(AnyConn::Pg(&mut conn), "jobs")
             .expect("the jobs stream's head");
-        let changes =
-            rest_live::changelog::read_stream(AnyConn::Pg(&mut conn), "jobs", 0, head, i64::MAX)
-                .expect("the jobs stream");
+        let changes = rest_live::testing::internals::read_stream(
+            AnyConn::Pg(&mut conn),
+            "jobs",
+            0,
+            head,
+            i64::MAX,
+        )
+        .expect("the jobs stream");
         let mut started: HashMap<String, usize> = HashMap::new();
         for change in changes {
             let row: Value = serde_json::from_str(&change.row).expect("a JSON row");

@@ -18,7 +18,7 @@ use common::process::ExampleProcess;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use jobs_support::{Api, PATIENCE, POLL};
-use rest_live::jobs::rest_live_jobs;
+use rest_live::testing::internals::rest_live_jobs;
 use rest_live::testing::{TestDatabase, TestServer, WsClient};
 use serde_json::json;
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::process::ExampleProcess;
 use rest_live::Principal;
-use rest_live::hub::{Audience, Target};
+use rest_live::testing::internals::{self, Target};
 use rest_live::testing::{Closed, Received, TestDatabase, WsClient};
 use serde_json::{Value, json};
 use tokio::sync::{oneshot, watch};
@@ -656,16 +656,7 @@ async fn two_processes_one_database_nothing_lost_nothing_twice_across_a_kill() {
 
     // The truth: the committed change log, and each subscription's events derived from it.
     let changes = app
-        .store()
-        .read(|c| {
-            Ok(rest_live::changelog::read_stream(
-                c,
-                "tasks",
-                0,
-                i64::MAX,
-                1_000_000,
-            )?)
-        })
+        .read(|c| Ok(internals::read_stream(c, "tasks", 0, i64::MAX, 1_000_000)?))
         .await
         .expect("read the change log");
     let log_head = changes.last().map_or(0, |c| c.seq);
@@ -709,8 +700,8 @@ async fn two_processes_one_database_nothing_lost_nothing_twice_across_a_kill() {
     }
 
     // Compare, and count.
-    let tasks = app.registry().get("tasks").expect("the tasks stream");
-    let audience = Audience::new(tasks, &Principal::anonymous());
+    let audience =
+        internals::audience(&app, "tasks", &Principal::anonymous()).expect("the tasks stream");
     let (mut delivered, mut duplicates, mut gaps, mut unexpected, mut disordered) = (0, 0, 0, 0, 0);
     let (mut resumed, mut replayed, mut slow_closes, mut mismatches) = (0, 0, 0, Vec::new());
     for (sub, got) in subscriptions.iter().zip(&followed) {
@@ -826,8 +817,7 @@ async fn two_processes_one_database_nothing_lost_nothing_twice_across_a_kill() {
 
 /// The last committed seq of the tasks stream.
 async fn head(app: &rest_live::App) -> i64 {
-    app.store()
-        .read(|c| Ok(rest_live::changelog::stream_head(c, "tasks")?))
+    app.read(|c| Ok(internals::stream_head(c, "tasks")?))
         .await
         .expect("stream head")
 }

@@ -18,17 +18,10 @@ async fn explicit_registration_recovers_a_vanished_crate() {
         .await
         .expect("the explicitly registered resource starts");
 
-    let notes = app
-        .registry()
-        .get("notes")
-        .expect("stream `notes` registered");
-    assert!(
-        notes.meta().type_name.ends_with("::Note"),
-        "{}",
-        notes.meta().type_name
-    );
+    let notes = app.resource("notes").expect("stream `notes` registered");
+    assert!(notes.type_name.ends_with("::Note"), "{}", notes.type_name);
     // The declared resource, once, beside the built-in stream of job states.
-    assert_eq!(app.registry().streams(), ["jobs", "notes"]);
+    assert_eq!(app.streams(), ["jobs", "notes"]);
 
     // And it is usable, not only listed.
     let stored = app

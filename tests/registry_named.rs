@@ -13,5 +13,5 @@ async fn naming_the_crate_keeps_its_resources() {
         .await
         .expect("`use vanish_models as _` links the crate and its `notes` resource");
     // The declared resource, once, beside the built-in stream of job states.
-    assert_eq!(app.registry().streams(), ["jobs", "notes"]);
+    assert_eq!(app.streams(), ["jobs", "notes"]);
 }

@@ -34,7 +34,7 @@ async fn patch(ws: &mut WsClient, pk: &Value, data: Value) -> Value {
 
 async fn wait_delivered(server: &TestServer, seq: i64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.app.hub().delivered("tasks") < seq {
+    while server.app.delivered("tasks") < seq {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the feed did not reach seq {seq}"
@@ -238,7 +238,7 @@ async fn snapshot_is_atomic_with_the_registration() {
 
     // Subscribe mid-way through the writes.
     let mut sub = server.ws().await;
-    while server.app.hub().delivered("tasks") < 40 {
+    while server.app.delivered("tasks") < 40 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let reply = subscribe(&mut sub, "s", list, json!({"snapshot": true})).await;
@@ -256,8 +256,7 @@ async fn snapshot_is_atomic_with_the_registration() {
     }
     let head = server
         .app
-        .store()
-        .read(|c| Ok(rest_live::changelog::stream_head(c, "tasks")?))
+        .read(|c| Ok(rest_live::testing::internals::stream_head(c, "tasks")?))
         .await
         .unwrap();
     let mut last = snapshot_seq;

@@ -397,7 +397,7 @@ async fn subscribe_reply_seq_is_the_position_events_follow() {
     let mut sub = server.ws().await;
     // Wait until the feed has handed out the three creates (it follows the committed log).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while server.app.hub().delivered("tasks") < 3 {
+    while server.app.delivered("tasks") < 3 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "feed did not catch up"

@@ -34,7 +34,7 @@ async fn main() -> Result<(), rest_live::Error> {
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("listening on http://{}", listener.local_addr()?);
 
-    warp::serve(rest_live::warp::routes(app))
+    warp::serve(rest_live::routes(app))
         .incoming(listener)
         .graceful(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -55,7 +55,7 @@ async fn main() -> Result<(), rest_live::Error> {
         tracing::info!("inspector on http://{addr}/inspector");
     }
 
-    let routes = models::logout(app.clone(), tokens).or(rest_live::warp::routes(app));
+    let routes = models::logout(app.clone(), tokens).or(rest_live::routes(app));
     warp::serve(routes)
         .incoming(listener)
         .graceful(stop)

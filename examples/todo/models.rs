@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use rest_live::permissions::{Action, Permissions, Scope};
 use rest_live::prelude::*;
+use rest_live::{Action, Permissions, Scope};
 use rest_live::{AppBuilder, JobContext, JobError, TokenStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};

@@ -29,7 +29,7 @@ pub const BARE_SUBSCRIBED: &str = r#"{"stream":"tasks","payload":{"action":"subs
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// The to-do example served by `rest_live::warp::routes`.
+    /// The to-do example served by `rest_live::routes`.
     RestLive,
     /// Subscribers on `/ws`, a publisher on `/pub` whose frames are broadcast as they are.
     Bare,
@@ -248,7 +248,7 @@ async fn serve_rest_live(db: &str) -> Result<()> {
         .map_err(|e| e.to_string())?;
     let listener = listen()?;
     announce(&listener)?;
-    warp::serve(rest_live::warp::routes(app))
+    warp::serve(rest_live::routes(app))
         .incoming(listener)
         .run()
         .await;

@@ -6,9 +6,10 @@ use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::auth::Principal;
-use crate::binding::{Binding, Input};
 use crate::error::ApiError;
-use crate::permissions::Action;
+use crate::resource::binding::{Binding, Collection, Input};
+use crate::resource::permissions::Action;
+use crate::resource::tx;
 
 /// One CRUD action with its arguments.
 #[derive(Debug)]
@@ -32,6 +33,20 @@ pub enum Op {
     Delete {
         pk: Input,
     },
+}
+
+impl Op {
+    /// The action's name, as clients send it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::List { .. } => "list",
+            Op::Retrieve { .. } => "retrieve",
+            Op::Create { .. } => "create",
+            Op::Update { partial: true, .. } => "patch",
+            Op::Update { partial: false, .. } => "update",
+            Op::Delete { .. } => "delete",
+        }
+    }
 }
 
 /// A successful action.
@@ -60,6 +75,7 @@ pub async fn execute(
     binding: &'static dyn Binding,
     op: Op,
 ) -> Result<Outcome, ApiError> {
+    let op_name = op.name();
     let action = match &op {
         Op::List { .. } => Action::List,
         Op::Retrieve { .. } => Action::Retrieve,
@@ -72,6 +88,12 @@ pub async fn execute(
     }
     let store = app.store();
     let who = principal.clone();
+    // A stream that is not a collection (the `jobs` stream) has only `retrieve`.
+    let collection = || -> Result<&'static dyn Collection, ApiError> {
+        binding
+            .collection()
+            .ok_or_else(|| ApiError::MethodNotAllowed(Some(op_name.to_owned())))
+    };
     match op {
         Op::List {
             filters,
@@ -79,8 +101,9 @@ pub async fn execute(
             offset,
         } => {
             let (limit, offset) = app.config().page(limit, offset)?;
+            let list = collection()?;
             let data = store
-                .read(move |c| binding.list(c, &who, &filters, limit, offset))
+                .read(move |c| list.list(c, &who, &filters, limit, offset))
                 .await?;
             Ok(Outcome::ok(200, data))
         }
@@ -91,9 +114,8 @@ pub async fn execute(
             Ok(Outcome::ok(200, data))
         }
         Op::Create { data } => {
-            let written = store
-                .write(who, move |tx| binding.create(tx, &data))
-                .await?;
+            let collection = collection()?;
+            let written = tx::write(store, who, move |tx| collection.create(tx, &data)).await?;
             Ok(Outcome {
                 status: 201,
                 data: Some(written.data),
@@ -101,13 +123,16 @@ pub async fn execute(
             })
         }
         Op::Update { pk, data, partial } => {
-            let written = store
-                .write(who, move |tx| binding.update(tx, &pk, &data, partial))
-                .await?;
+            let collection = collection()?;
+            let written = tx::write(store, who, move |tx| {
+                collection.update(tx, &pk, &data, partial)
+            })
+            .await?;
             Ok(Outcome::ok(200, written.data))
         }
         Op::Delete { pk } => {
-            store.write(who, move |tx| binding.delete(tx, &pk)).await?;
+            let collection = collection()?;
+            tx::write(store, who, move |tx| collection.delete(tx, &pk)).await?;
             Ok(Outcome {
                 status: 204,
                 data: None,

@@ -8,7 +8,7 @@
 //! processes' commits (PostgreSQL LISTEN/NOTIFY, see [`listen`]) and a timer, the fallback.
 //!
 //! The log is followed by `seq > delivered`: committed seqs of a stream have no holes (see
-//! [`crate::changelog`]), so this never steps over a change that commits late.
+//! [`crate::store::changelog`]), so this never steps over a change that commits late.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +16,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::changelog;
+use crate::config::Config;
 use crate::hub::Hub;
+use crate::store::changelog;
 use crate::store::{Committed, Store};
 
 /// How many changes one read of the log takes.
@@ -45,9 +46,9 @@ pub fn spawn(
                 commit = local.recv() => {
                     // The store (held here) keeps the queue open: `None` cannot happen.
                     let Some(commit) = commit else { return };
-                    commit.publish(&hub);
+                    publish(&hub, commit);
                     while let Ok(commit) = local.try_recv() {
-                        commit.publish(&hub);
+                        publish(&hub, commit);
                     }
                     continue;
                 }
@@ -58,6 +59,14 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// Hands a local commit's changes to the hub (see [`Hub::publish_committed`]); whatever cannot go
+/// out in order stays with `commit`, whose drop wakes the feed to read it from the log.
+fn publish(hub: &Hub, commit: Committed) {
+    if hub.publish_committed(commit.changes()) {
+        commit.delivered();
+    }
 }
 
 async fn catch_up(store: &Store, hub: &Hub, stream: &'static str) {
@@ -85,11 +94,11 @@ async fn catch_up(store: &Store, hub: &Hub, stream: &'static str) {
     }
 }
 
-/// On PostgreSQL (with [`crate::Config::listen`]), a task that LISTENs for other processes'
+/// On PostgreSQL (with [`Config::listen`]), a task that LISTENs for other processes'
 /// commits on a dedicated connection and wakes the feed; it reconnects when the connection drops
 /// (the feed polls meanwhile and catches up from the last seq it delivered).
 #[cfg(feature = "postgres")]
-pub fn listen(store: &Store, config: &crate::Config) -> Option<JoinHandle<()>> {
+pub fn listen(store: &Store, config: &Config) -> Option<JoinHandle<()>> {
     use crate::store::DatabaseUrl;
     let DatabaseUrl::Postgres(url) = store.url() else {
         return None;
@@ -120,7 +129,7 @@ pub fn listen(store: &Store, config: &crate::Config) -> Option<JoinHandle<()>> {
 }
 
 #[cfg(not(feature = "postgres"))]
-pub fn listen(_store: &Store, _config: &crate::Config) -> Option<JoinHandle<()>> {
+pub fn listen(_store: &Store, _config: &Config) -> Option<JoinHandle<()>> {
     None
 }
 

@@ -1,5 +1,6 @@
-//! PROTOCOL.md §2, independent of the web framework: an adapter hands over method, path segments,
-//! query pairs, content type and body, and sends back the [`HttpResponse`].
+//! The HTTP API (PROTOCOL.md §2), independent of the web framework: an adapter hands over
+//! method, path segments, query pairs, content type and body, and sends back the
+//! [`HttpResponse`].
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
@@ -7,9 +8,9 @@ use serde_json::{Map, Value, json};
 use crate::actions::{self, Op};
 use crate::app::App;
 use crate::auth::Principal;
-use crate::binding::Input;
 use crate::error::ApiError;
-use crate::jobs::{self, JOBS_STREAM};
+use crate::jobs::{JOBS_STREAM, JobBinding, Jobs};
+use crate::resource::binding::Input;
 
 /// An HTTP request below the API prefix.
 #[derive(Debug)]
@@ -52,7 +53,7 @@ const COLLECTION_METHODS: &str = "GET, POST";
 const OBJECT_METHODS: &str = "GET, PUT, PATCH, DELETE";
 const JOB_START_METHODS: &str = "POST";
 
-/// Handles one API request.
+/// Handles one API request (the principal is the one the adapter authenticated).
 pub async fn handle(app: &App, principal: &Principal, req: HttpRequest) -> HttpResponse {
     // The principal's rate limit is shared by its sockets and its HTTP requests.
     if !app.admit(principal) {
@@ -94,7 +95,7 @@ async fn route(
                 .registry()
                 .get(stream)
                 .ok_or_else(|| (ApiError::UnknownStream(stream.clone()), None))?;
-            return match app.jobs().get(binding.meta().stream, job) {
+            return match app.jobs().declared(binding.meta().stream, job) {
                 Some(job) if job.on_object() => {
                     start_job(app, principal, job, Some(Input::Text(pk.clone())), &req).await
                 }
@@ -103,7 +104,11 @@ async fn route(
         }
         // A job's path takes only POST.
         [stream, pk, job]
-            if !pk.is_empty() && app.jobs().get(stream, job).is_some_and(|j| j.on_object()) =>
+            if !pk.is_empty()
+                && app
+                    .jobs()
+                    .declared(stream, job)
+                    .is_some_and(|j| j.on_object()) =>
         {
             return Err((
                 ApiError::MethodNotAllowed(Some(method.to_owned())),
@@ -117,7 +122,7 @@ async fn route(
         .get(stream)
         .ok_or_else(|| (ApiError::UnknownStream(stream.clone()), None))?;
     if let Some(name) = &pk
-        && let Some(job) = app.jobs().get(binding.meta().stream, name)
+        && let Some(job) = app.jobs().declared(binding.meta().stream, name)
         && !job.on_object()
     {
         if method != "POST" {
@@ -180,7 +185,7 @@ async fn route(
 async fn start_job(
     app: &App,
     principal: &Principal,
-    job: &'static dyn crate::jobs::JobBinding,
+    job: &'static dyn JobBinding,
     pk: Option<Input>,
     req: &HttpRequest,
 ) -> Result<HttpResponse, Failure> {
@@ -190,7 +195,9 @@ async fn start_job(
     } else {
         body_object(req).map_err(|e| (e, None))?
     };
-    let state = jobs::start(app, principal, job, pk, Value::Object(args))
+    let state = app
+        .jobs()
+        .start(principal, job, pk, Value::Object(args))
         .await
         .map_err(|e| (e, None))?;
     let location = serde_json::from_str::<Value>(state.get())
@@ -222,10 +229,12 @@ async fn job_state(
     };
     match (method, rest) {
         ("GET", [id]) => {
-            let record = jobs::get(app, principal, id.clone())
+            let record = app
+                .jobs()
+                .record(principal, id.clone())
                 .await
                 .map_err(|e| (e, None))?;
-            let state = Value::Object(jobs::state_resource(app, &record));
+            let state = Value::Object(app.jobs().state_resource(&record));
             if record.state.is_finished() {
                 let result = state["result_uri"].as_str().map(str::to_owned);
                 Ok(json(303, &state, result))
@@ -234,23 +243,28 @@ async fn job_state(
             }
         }
         ("DELETE", [id]) => {
-            jobs::cancel(app, principal, id.clone())
+            app.jobs()
+                .cancel(principal, id.clone())
                 .await
                 .map_err(|e| (e, None))?;
-            let record = jobs::get(app, principal, id.clone())
+            let record = app
+                .jobs()
+                .record(principal, id.clone())
                 .await
                 .map_err(|e| (e, None))?;
             Ok(json(
                 410,
-                &Value::Object(jobs::state_resource(app, &record)),
+                &Value::Object(app.jobs().state_resource(&record)),
                 None,
             ))
         }
         ("GET", [id, result]) if result == "result" => {
-            let record = jobs::get(app, principal, id.clone())
+            let record = app
+                .jobs()
+                .record(principal, id.clone())
                 .await
                 .map_err(|e| (e, None))?;
-            let body = jobs::result_resource(&record).map_err(|e| (e, None))?;
+            let body = Jobs::result_resource(&record).map_err(|e| (e, None))?;
             Ok(json(200, &body, None))
         }
         (_, [_]) => Err((

@@ -10,12 +10,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::binding::Binding;
+use rest_live_names::{BUILT_IN_ACTIONS, check_stream_name};
+
 use crate::error::Error;
 use crate::jobs::{JOBS_BINDING, JOBS_STREAM, JobBinding, JobRegistration};
-
-/// Stream names the framework keeps for itself.
-pub const RESERVED_STREAMS: &[&str] = &["jobs"];
+use crate::resource::binding::Binding;
 
 /// One resource, as submitted by generated code.
 pub struct Registration {
@@ -29,20 +28,6 @@ pub struct Registry {
     by_stream: BTreeMap<&'static str, &'static dyn Binding>,
     jobs: Vec<&'static dyn JobBinding>,
 }
-
-/// Actions a job may not be named after.
-const BUILT_IN_ACTIONS: &[&str] = &[
-    "list",
-    "retrieve",
-    "create",
-    "update",
-    "patch",
-    "delete",
-    "subscribe",
-    "unsubscribe",
-    "subscribe_instance",
-    "unsubscribe_instance",
-];
 
 impl Registry {
     /// Collects every submitted registration plus `explicit` ones (a type registered both ways
@@ -138,23 +123,35 @@ impl Registry {
     pub fn streams(&self) -> Vec<&'static str> {
         self.by_stream.keys().copied().collect()
     }
-}
 
-/// Why a stream name cannot be used, if it cannot.
-pub fn check_stream_name(name: &str) -> Option<String> {
-    if name.is_empty() {
-        return Some("the stream name is empty".into());
+    /// The resource a model label names (`#[resource(label = "…")]`), for the django-rest-live
+    /// format; labels are checked to be distinct at start-up when that endpoint is on.
+    pub fn by_label(&self, label: &str) -> Option<&'static dyn Binding> {
+        self.iter().find(|b| b.meta().label == label)
     }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Some(format!(
-            "stream {name:?} may only contain ASCII letters, digits, '_' and '-'"
-        ));
+
+    /// Refuses model labels shared by several resources (clients name resources by label in the
+    /// django-rest-live format, so such a label would name nothing reliably).
+    pub fn check_labels(&self) -> Result<(), Error> {
+        let mut by_label: BTreeMap<&'static str, Vec<&'static str>> = BTreeMap::new();
+        for binding in self.iter() {
+            let meta = binding.meta();
+            by_label.entry(meta.label).or_default().push(meta.stream);
+        }
+        let problems: Vec<String> = by_label
+            .into_iter()
+            .filter(|(_, streams)| streams.len() > 1)
+            .map(|(label, streams)| {
+                format!(
+                    "model label {label:?} names several resources ({}): give them distinct #[resource(label = \"…\")], or turn the django-rest-live endpoint off (Config::drl_path = None)",
+                    streams.join(", ")
+                )
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Registry(problems.join("; ")))
+        }
     }
-    if RESERVED_STREAMS.contains(&name) {
-        return Some(format!("stream {name:?} is reserved by rest-live"));
-    }
-    None
 }

@@ -60,7 +60,7 @@ impl PrincipalThrottles {
         }
     }
 
-    pub fn admit(&self, principal: &crate::Principal) -> bool {
+    pub fn admit(&self, principal: &crate::auth::Principal) -> bool {
         let Some(id) = &principal.id else {
             return true;
         };

@@ -5,9 +5,6 @@ use proc_macro2::Span;
 use crate::ctxt::Ctxt;
 use crate::model::Resource;
 
-/// Stream names rest-live keeps for itself (mirrors `rest_live_core::registry::RESERVED_STREAMS`).
-const RESERVED_STREAMS: &[&str] = &["jobs"];
-
 pub fn check(cx: &Ctxt, r: &Resource) {
     match &r.stream {
         None => cx.syn_error(syn::Error::new(
@@ -15,22 +12,9 @@ pub fn check(cx: &Ctxt, r: &Resource) {
             "missing `stream = \"…\"` in #[resource]: e.g. #[resource(stream = \"tasks\")]",
         )),
         Some(lit) => {
-            let name = lit.value();
-            if name.is_empty() {
-                cx.error_spanned_by(lit, "the stream name is empty");
-            } else if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-            {
-                // It is a URL path segment and a WebSocket stream key: no escaping anywhere.
-                cx.error_spanned_by(
-                    lit,
-                    format!(
-                        "stream \"{name}\" may only contain ASCII letters, digits, '_' and '-'"
-                    ),
-                );
-            } else if RESERVED_STREAMS.contains(&name.as_str()) {
-                cx.error_spanned_by(lit, format!("stream \"{name}\" is reserved by rest-live"));
+            // One rule for the macro and the runtime (which checks hand-made registrations).
+            if let Some(problem) = rest_live_names::check_stream_name(&lit.value()) {
+                cx.error_spanned_by(lit, problem);
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use rest_live_core::http::{HttpRequest, HttpResponse};
+use rest_live_core::transport::{self, HttpRequest, HttpResponse};
 use rest_live_core::{ApiError, App};
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
@@ -81,7 +81,7 @@ where
         content_type,
         body,
     };
-    app.http(&principal, request).await
+    transport::handle_http(app, &principal, request).await
 }
 
 async fn read_body<S, B>(mut body: S, length: Option<u64>, limit: usize) -> Result<Bytes, ApiError>

@@ -5,9 +5,7 @@
 
 use bytes::Bytes;
 use rest_live_core::App;
-use rest_live_core::binding::Binding;
-use rest_live_core::jobs::JOBS_STREAM;
-use serde_json::{Value, json};
+use rest_live_core::transport;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderValue, header};
 use warp::{Filter, Reply};
@@ -19,7 +17,8 @@ pub fn route(app: &App) -> BoxedFilter<(warp::reply::Response,)> {
     let Some(path) = app.config().inspector_path.clone() else {
         return crate::nothing();
     };
-    let meta = Bytes::from(serde_json::to_vec(&metadata(app)).unwrap_or_default());
+    let meta =
+        Bytes::from(serde_json::to_vec(&transport::inspector_metadata(app)).unwrap_or_default());
     let page = crate::path_prefix(&path)
         .and(warp::path::end())
         .and(warp::get())
@@ -50,71 +49,4 @@ fn reply(body: Bytes, content_type: &'static str) -> warp::reply::Response {
         ),
     );
     response.into_response()
-}
-
-/// What the page shows: the endpoints and every stream, from the registry.
-pub fn metadata(app: &App) -> Value {
-    let config = app.config();
-    let streams: Vec<Value> = app.registry().iter().map(|b| stream(app, b)).collect();
-    json!({
-        "ws_path": config.ws_path,
-        "drl_path": config.drl_path,
-        "http_prefix": config.http_prefix,
-        "openapi_path": config.openapi_path,
-        "auth": {
-            "authenticates": app.authenticates(),
-            "anonymous": app.allows_anonymous(),
-            "cookie": config.auth_cookie,
-            "query_parameter": "token",
-        },
-        "streams": streams,
-    })
-}
-
-fn stream(app: &App, binding: &'static dyn Binding) -> Value {
-    let meta = binding.meta();
-    let jobs: Vec<Value> = app
-        .registry()
-        .jobs()
-        .iter()
-        .filter(|j| j.resource().meta().stream == meta.stream)
-        .map(|j| json!({"name": j.name(), "on_object": j.on_object()}))
-        .collect();
-    let mut actions: Vec<&str> = if meta.stream == JOBS_STREAM {
-        // Job states are read and followed, never written by clients.
-        vec!["retrieve"]
-    } else {
-        vec!["list", "retrieve", "create", "update", "patch", "delete"]
-    };
-    if meta.instance_subscribable {
-        actions.extend(["subscribe_instance", "unsubscribe_instance"]);
-    }
-    if !meta.group_keys.is_empty() {
-        actions.extend(["subscribe", "unsubscribe"]);
-    }
-    let fields: Vec<Value> = meta
-        .fields
-        .iter()
-        .map(|f| {
-            json!({
-                "name": f.name,
-                "type": f.rust_type.split_whitespace().collect::<String>(),
-                "read_only": f.read_only,
-                "required": f.required,
-                "filterable": f.filterable,
-                "nullable": f.nullable,
-                "max_length": f.max_length,
-            })
-        })
-        .collect();
-    json!({
-        "stream": meta.stream,
-        "label": meta.label,
-        "pk": meta.pk,
-        "fields": fields,
-        "group_keys": meta.group_keys,
-        "instance_subscribable": meta.instance_subscribable,
-        "actions": actions,
-        "jobs": jobs,
-    })
 }

@@ -33,9 +33,13 @@ pub fn routes(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejectio
 /// The django-rest-live endpoint at [`rest_live_core::Config::drl_path`], if any.
 fn drl_route(app: &App) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
     match app.config().drl_path.clone() {
-        Some(path) => ws::endpoint(app.clone(), path, ws::Codec::DjangoRestLive)
-            .map(Reply::into_response)
-            .boxed(),
+        Some(path) => ws::endpoint(
+            app.clone(),
+            path,
+            rest_live_core::transport::DJANGO_REST_LIVE,
+        )
+        .map(Reply::into_response)
+        .boxed(),
         None => nothing(),
     }
 }

@@ -1,15 +1,16 @@
-//! The WebSocket endpoints: one reader loop feeding the core connection, one writer task draining
-//! its bounded outbox (batching what is queued), and the close codes of PROTOCOL.md. Two codecs
-//! share this: the protocol's `{stream, payload}` envelope ([`Connection`]) and django-rest-live's
-//! subscription format ([`DrlConnection`]); handshake, limits and close codes are the same.
+//! The WebSocket endpoints: one reader loop feeding the core [`Connection`], one writer task
+//! draining its bounded outbox (batching what is queued), and the close codes of PROTOCOL.md.
+//! Every endpoint is the same code with another wire format ([`Codec`]): the protocol's
+//! `{stream, payload}` envelope, and django-rest-live's subscription format; handshake, limits
+//! and close codes are the same.
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
-use rest_live_core::drl::DrlConnection;
-use rest_live_core::http::HttpResponse;
-use rest_live_core::{App, CloseReason, Connection, Outgoing, Principal};
-use tokio::sync::watch;
+use rest_live_core::transport::{
+    CloseReason, Codec, Connection, ENVELOPE, Frame, HttpResponse, Outgoing,
+};
+use rest_live_core::{App, Principal};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -23,19 +24,10 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::credentials;
 
-/// Which wire format an endpoint speaks.
-#[derive(Debug, Clone, Copy)]
-pub enum Codec {
-    /// PROTOCOL.md §1.
-    Envelope,
-    /// django-rest-live's subscription format (`rest_live_core::drl`).
-    DjangoRestLive,
-}
-
 /// The protocol's endpoint, at [`rest_live_core::Config::ws_path`].
 pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let path = app.config().ws_path.clone();
-    endpoint(app, path, Codec::Envelope)
+    endpoint(app, path, ENVELOPE)
 }
 
 /// The endpoint at `path` speaking `codec`.
@@ -47,7 +39,7 @@ pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection
 pub fn endpoint(
     app: App,
     path: String,
-    codec: Codec,
+    codec: &'static dyn Codec,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     crate::path_prefix(&path)
@@ -101,7 +93,7 @@ async fn upgrade(
     on_upgrade: OnUpgrade,
     headers: HeaderMap,
     query: String,
-    codec: Codec,
+    codec: &'static dyn Codec,
 ) -> warp::reply::Response {
     let origin = headers.get(ORIGIN).and_then(|o| o.to_str().ok());
     if let Err(error) = app.check_origin(origin) {
@@ -150,64 +142,6 @@ type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
 /// See `write_buffer_size` in [`upgrade`]: room for ~80 typical events per socket write.
 const WRITE_BUFFER: usize = 16 * 1024;
 
-/// One connection of either codec.
-enum Session {
-    Envelope(Connection),
-    DjangoRestLive(DrlConnection),
-}
-
-impl Session {
-    fn open(app: &App, principal: Principal, codec: Codec) -> (Self, Outgoing) {
-        match codec {
-            Codec::Envelope => {
-                let (connection, outgoing) = app.connect(principal);
-                (Self::Envelope(connection), outgoing)
-            }
-            Codec::DjangoRestLive => {
-                let (connection, outgoing) = DrlConnection::open(app, principal);
-                (Self::DjangoRestLive(connection), outgoing)
-            }
-        }
-    }
-
-    fn id(&self) -> u64 {
-        match self {
-            Self::Envelope(c) => c.id(),
-            Self::DjangoRestLive(c) => c.id(),
-        }
-    }
-
-    fn closing(&self) -> watch::Receiver<Option<CloseReason>> {
-        match self {
-            Self::Envelope(c) => c.closing(),
-            Self::DjangoRestLive(c) => c.closing(),
-        }
-    }
-
-    fn close(&self, reason: CloseReason) {
-        match self {
-            Self::Envelope(c) => c.close(reason),
-            Self::DjangoRestLive(c) => c.close(reason),
-        }
-    }
-
-    async fn handle_text(&mut self, text: &str) -> bool {
-        match self {
-            // Boxed: a request's future lives only while it is handled, and inlined it would make
-            // every idle connection's task kilobytes larger.
-            Self::Envelope(c) => Box::pin(c.handle_text(text)).await,
-            Self::DjangoRestLive(c) => Box::pin(c.handle_text(text)).await,
-        }
-    }
-
-    async fn handle_binary(&mut self) -> bool {
-        match self {
-            Self::Envelope(c) => Box::pin(c.handle_binary()).await,
-            Self::DjangoRestLive(c) => Box::pin(c.handle_binary()).await,
-        }
-    }
-}
-
 /// Opens the connection and starts its reader and writer tasks. Each task holds only what it
 /// needs while the connection is idle: its size is most of an idle connection's memory.
 async fn start(
@@ -215,12 +149,12 @@ async fn start(
     socket: WebSocket,
     principal: Principal,
     token: Option<String>,
-    codec: Codec,
+    codec: &'static dyn Codec,
 ) {
     let grace = app.config().close_grace;
     let (sink, stream) = socket.split();
     let signed_in = principal.id.is_some();
-    let (connection, outgoing) = Session::open(&app, principal, codec);
+    let (connection, outgoing) = Connection::open(&app, principal, codec);
     // A revocation between the handshake's check and the registration above would have missed
     // this socket: check the credential once more now that revocations reach it.
     if signed_in && Box::pin(app.authenticate(token.as_deref())).await.is_err() {
@@ -235,7 +169,7 @@ async fn start(
 /// closes.
 async fn read(
     mut stream: futures_util::stream::SplitStream<WebSocket>,
-    mut connection: Session,
+    mut connection: Connection,
     writer: tokio::task::JoinHandle<()>,
 ) {
     let id = connection.id();
@@ -248,8 +182,10 @@ async fn read(
         };
         let Some(message) = message else { break };
         let alive = match message {
-            Ok(Message::Text(text)) => connection.handle_text(text.as_str()).await,
-            Ok(Message::Binary(_)) => connection.handle_binary().await,
+            // Boxed: a request's future lives only while it is handled, and inlined it would make
+            // every idle connection's task kilobytes larger.
+            Ok(Message::Text(text)) => Box::pin(connection.handle_text(text.as_str())).await,
+            Ok(Message::Binary(_)) => Box::pin(connection.handle_binary()).await,
             Ok(Message::Close(_)) => false,
             // Ping and pong are answered by the WebSocket layer.
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => true,
@@ -326,7 +262,7 @@ async fn write(
     }
 }
 
-fn text(frame: bytes::Bytes) -> Message {
+fn text(frame: Frame) -> Message {
     // Frames are JSON produced by serde_json, hence UTF-8: the check is one pass over the bytes,
     // and the bytes themselves are shared with every other subscriber of the event, not copied.
     let text = Utf8Bytes::try_from(frame.clone())

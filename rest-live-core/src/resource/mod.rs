@@ -1,60 +1,28 @@
-//! The traits `#[resource]` implements on a model struct: its metadata, JSON ⇄ struct with field
-//! errors, and its diesel CRUD for each backend. Users implement [`Hooks`]; the rest is generated.
+//! Resources: what `#[resource]` implements on a model struct (its metadata, JSON ⇄ struct with
+//! field errors, its diesel CRUD for each backend), the user's [`Hooks`] and [`Permissions`], the
+//! write transaction [`Tx`] that runs them and logs every change, and the type-erased
+//! [`Binding`] the layers above route requests to.
+
+pub mod binding;
+pub mod generated;
+mod meta;
+pub mod permissions;
+pub mod tx;
 
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, FieldErrors};
-use crate::permissions::Permissions;
-use crate::store::{AnyConn, Tx};
-
-/// What the runtime knows of one resource, built by the macro from the struct (one source of truth).
-#[derive(Debug)]
-pub struct ResourceMeta {
-    /// Stream name: the WebSocket `stream` and the HTTP path segment.
-    pub stream: &'static str,
-    /// The model label clients of the django-rest-live format name (`"todolist.Task"`);
-    /// `#[resource(label = "…")]`, by default the type's name.
-    pub label: &'static str,
-    /// The Rust type, for messages (`my_app::models::Task`).
-    pub type_name: &'static str,
-    /// Where the declaration is, for messages (`src/models.rs:12`).
-    pub location: &'static str,
-    /// The primary-key field.
-    pub pk: &'static str,
-    pub fields: &'static [FieldMeta],
-    /// Group keys clients may `subscribe` by, in declaration order.
-    pub group_keys: &'static [&'static str],
-    /// Whether `subscribe_instance` (by pk) is allowed.
-    pub instance_subscribable: bool,
-}
-
-#[derive(Debug)]
-pub struct FieldMeta {
-    pub name: &'static str,
-    /// The Rust type as written, for documentation (OpenAPI, the inspector).
-    pub rust_type: &'static str,
-    /// Never taken from input; filled by the database or by hooks.
-    pub read_only: bool,
-    /// Must be present on create and full update.
-    pub required: bool,
-    /// May be used as an equality filter on `list`.
-    pub filterable: bool,
-    /// `None` is a valid value.
-    pub nullable: bool,
-    pub max_length: Option<usize>,
-}
-
-impl ResourceMeta {
-    pub fn field(&self, name: &str) -> Option<&'static FieldMeta> {
-        self.fields.iter().find(|f| f.name == name)
-    }
-}
+use crate::store::AnyConn;
+pub use meta::{FieldMeta, ResourceMeta};
+pub use permissions::Permissions;
+use tx::Tx;
 
 /// Implemented by `#[resource]`; not meant to be implemented by hand.
 pub trait Resource: Hooks + Serialize + Clone + Send + Sync + Sized + 'static {
     type Pk: Serialize + Clone + Send + Sync + 'static;
-    /// The resource's policy (`#[resource(permissions = …)]`; [`crate::permissions::AllowAll`]
+    /// The resource's policy (`#[resource(permissions = …)]`; [`permissions::AllowAll`]
     /// when none is declared).
     type Policy: Permissions<Self>;
     /// One typed equality filter (`list_id = 1`).
@@ -115,4 +83,9 @@ pub trait Hooks: Sized {
 
     /// After the transaction that deleted the row committed.
     fn after_delete(&self) {}
+}
+
+/// Serializes `value` as a raw JSON value for a reply's `data`.
+pub(crate) fn to_raw<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>, ApiError> {
+    serde_json::value::to_raw_value(value).map_err(ApiError::internal)
 }

@@ -1,8 +1,15 @@
 //! The store: a pool of diesel connections for the backend named by the database URL (SQLite
-//! embedded by default; PostgreSQL with the `postgres` feature), embedded migrations, and
-//! transactions ([`Tx`]) whose writes append to the change log before they commit.
+//! embedded by default; PostgreSQL with the `postgres` feature), embedded migrations, read and
+//! write transactions, and the change log ([`changelog`]) that write transactions append to.
+//!
+//! The store knows nothing of resources: a write hands it a body that returns what it appended
+//! ([`Finished`]), and once committed those changes are handed on as one [`Committed`] through
+//! the queue set with [`Store::publish_to`] (the feed's). It never calls anything above it.
 //!
 //! diesel is blocking: every database call runs on tokio's blocking pool, never on the executor.
+
+pub mod changelog;
+mod conn;
 
 use std::sync::Arc;
 
@@ -13,11 +20,8 @@ use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
-use crate::auth::Principal;
-use crate::changelog;
 use crate::error::{ApiError, Error};
-use crate::hub::Hub;
-pub use crate::tx::{FilterValue, Tx, parse_filters};
+pub use conn::AnyConn;
 
 const CORE_SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 #[cfg(feature = "postgres")]
@@ -25,25 +29,6 @@ const CORE_POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migratio
 
 #[cfg(feature = "postgres")]
 use diesel::pg::PgConnection;
-
-/// A borrowed connection of whichever backend the application runs on. Generated code matches on it
-/// through [`crate::__with_conn!`], so one body of typed diesel code serves every backend.
-pub enum AnyConn<'a> {
-    Sqlite(&'a mut SqliteConnection),
-    #[cfg(feature = "postgres")]
-    Pg(&'a mut PgConnection),
-}
-
-impl AnyConn<'_> {
-    /// A shorter-lived copy, to pass on while keeping this one.
-    pub fn reborrow(&mut self) -> AnyConn<'_> {
-        match self {
-            AnyConn::Sqlite(c) => AnyConn::Sqlite(c),
-            #[cfg(feature = "postgres")]
-            AnyConn::Pg(c) => AnyConn::Pg(c),
-        }
-    }
-}
 
 /// Which database, parsed from a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,15 +102,63 @@ pub struct Store {
 
 struct StoreInner {
     pools: Pools,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     url: DatabaseUrl,
     /// SQLite has one writer at a time: queue writers here rather than in SQLite's busy loop.
     write_gate: Semaphore,
     /// Signalled after every commit that appended to the change log (and, on PostgreSQL, by the
     /// listener when another process commits).
     committed: Arc<Notify>,
-    /// Where a commit's changes are handed at once (the feed's queue, see [`crate::feed`]);
+    /// Where a commit's changes are handed at once (the feed's queue, see `crate::feed`);
     /// without it, the feed reads every change back from the log.
     publish: std::sync::OnceLock<mpsc::Sender<Committed>>,
+}
+
+/// What a write transaction's body leaves once it succeeded: its value, the changes it appended
+/// to the log (in order, as they will read back once committed), and what to run after the
+/// commit.
+pub struct Finished<T> {
+    pub value: T,
+    pub changes: Vec<changelog::Change>,
+    pub after_commit: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+/// The two kinds of transaction, each the right one for its backend.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// One consistent snapshot (PostgreSQL: read-only, repeatable read).
+    Read,
+    /// A write (SQLite: `BEGIN IMMEDIATE`, so that it never has to upgrade a read lock).
+    Write,
+}
+
+/// Runs `f` in one transaction of `kind` on a pooled connection, on the calling thread.
+fn transact<T>(
+    pools: &Pools,
+    kind: Kind,
+    f: impl FnOnce(AnyConn<'_>) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    match pools {
+        Pools::Sqlite(pool) => {
+            let mut conn = checkout(pool)?;
+            match kind {
+                Kind::Read => conn.transaction(|c| f(AnyConn::Sqlite(c))),
+                Kind::Write => conn.immediate_transaction(|c| f(AnyConn::Sqlite(c))),
+            }
+        }
+        #[cfg(feature = "postgres")]
+        Pools::Pg(pool) => {
+            let mut conn = checkout(pool)?;
+            match kind {
+                Kind::Read => conn
+                    .build_transaction()
+                    .read_only()
+                    .repeatable_read()
+                    .run(|c| f(AnyConn::Pg(c))),
+                Kind::Write => conn.transaction(|c| f(AnyConn::Pg(c))),
+            }
+        }
+    }
 }
 
 fn open_error(what: &str, e: impl std::fmt::Display) -> Error {
@@ -216,7 +249,8 @@ impl Store {
         .map_err(|e| Error::Database(format!("store start-up panicked: {e}")))?
     }
 
-    /// The database this store is connected to.
+    /// The database this store is connected to (the PostgreSQL listener connects to it too).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub fn url(&self) -> &DatabaseUrl {
         &self.inner.url
     }
@@ -238,23 +272,9 @@ impl Store {
         F: FnOnce(AnyConn<'_>) -> Result<T, ApiError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || match &inner.pools {
-            Pools::Sqlite(pool) => {
-                let mut conn = checkout(pool)?;
-                conn.transaction(|c| f(AnyConn::Sqlite(c)))
-            }
-            #[cfg(feature = "postgres")]
-            Pools::Pg(pool) => {
-                let mut conn = checkout(pool)?;
-                // Repeatable read: every statement of `f` sees the same snapshot.
-                conn.build_transaction()
-                    .read_only()
-                    .repeatable_read()
-                    .run(|c| f(AnyConn::Pg(c)))
-            }
-        })
-        .await
-        .map_err(ApiError::internal)?
+        tokio::task::spawn_blocking(move || transact(&inner.pools, Kind::Read, f))
+            .await
+            .map_err(ApiError::internal)?
     }
 
     /// [`Store::read`] for a read of a few rows found by key (a `retrieve`), whose cost is a few
@@ -276,54 +296,34 @@ impl Store {
         self.read(f).await
     }
 
-    /// Runs `f` in a write transaction. The changes it logs are committed with it, then the feed is
-    /// woken and the after-commit hooks run. An error from `f` rolls everything back.
-    pub async fn write<T, F>(&self, principal: Principal, f: F) -> Result<T, ApiError>
+    /// Runs `f` in a write transaction. The changes it appended are committed with it, then the
+    /// after-commit hooks run and the changes are handed on (see the module docs). An error from
+    /// `f` rolls everything back.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
+        F: FnOnce(AnyConn<'_>) -> Result<Finished<T>, ApiError> + Send + 'static,
     {
-        let _permit = self
-            .inner
-            .write_gate
-            .acquire()
-            .await
-            .map_err(ApiError::internal)?;
+        let _permit = self.write_permit().await?;
         let inner = self.inner.clone();
         let (value, committed) = tokio::task::spawn_blocking(move || {
-            let (value, done) = match &inner.pools {
-                Pools::Sqlite(pool) => {
-                    let mut conn = checkout(pool)?;
-                    conn.immediate_transaction(|c| {
-                        let mut tx = Tx::new(AnyConn::Sqlite(c), principal);
-                        let value = f(&mut tx)?;
-                        Ok::<_, ApiError>((value, tx.finish()))
-                    })?
+            let finished = transact(&inner.pools, Kind::Write, |mut c| {
+                let finished = f(c.reborrow())?;
+                if !finished.changes.is_empty() {
+                    // Delivered to the other processes' listeners at commit, never before.
+                    changelog::notify_commit(c)?;
                 }
-                #[cfg(feature = "postgres")]
-                Pools::Pg(pool) => {
-                    let mut conn = checkout(pool)?;
-                    conn.transaction(|c| {
-                        let mut tx = Tx::new(AnyConn::Pg(c), principal);
-                        let value = f(&mut tx)?;
-                        let done = tx.finish();
-                        if !done.changes.is_empty() {
-                            // Delivered to the other processes' listeners at commit, never before.
-                            changelog::notify_commit(AnyConn::Pg(c))?;
-                        }
-                        Ok::<_, ApiError>((value, done))
-                    })?
-                }
-            };
+                Ok(finished)
+            })?;
             // Built before the hooks run: if one panics, dropping it still wakes the feed.
             let committed = Committed {
-                changes: done.changes,
+                changes: finished.changes,
                 feed: inner.committed.clone(),
             };
-            for hook in done.after_commit {
+            for hook in finished.after_commit {
                 hook();
             }
-            Ok::<_, ApiError>((value, committed))
+            Ok::<_, ApiError>((finished.value, committed))
         })
         .await
         .map_err(ApiError::internal)??;
@@ -344,26 +344,20 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(AnyConn<'_>) -> Result<T, ApiError> + Send + 'static,
     {
-        let _permit = self
-            .inner
+        let _permit = self.write_permit().await?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || transact(&inner.pools, Kind::Write, f))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// A writer's turn (SQLite: one at a time).
+    async fn write_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ApiError> {
+        self.inner
             .write_gate
             .acquire()
             .await
-            .map_err(ApiError::internal)?;
-        let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || match &inner.pools {
-            Pools::Sqlite(pool) => {
-                let mut conn = checkout(pool)?;
-                conn.immediate_transaction(|c| f(AnyConn::Sqlite(c)))
-            }
-            #[cfg(feature = "postgres")]
-            Pools::Pg(pool) => {
-                let mut conn = checkout(pool)?;
-                conn.transaction(|c| f(AnyConn::Pg(c)))
-            }
-        })
-        .await
-        .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
     }
 }
 
@@ -376,11 +370,14 @@ pub(crate) struct Committed {
 }
 
 impl Committed {
-    /// Hands the changes to `hub` (see [`Hub::publish_committed`]).
-    pub(crate) fn publish(mut self, hub: &Hub) {
-        if hub.publish_committed(&self.changes) {
-            self.changes.clear();
-        }
+    /// The changes, in commit order.
+    pub(crate) fn changes(&self) -> &[changelog::Change] {
+        &self.changes
+    }
+
+    /// They all went out: dropping this no longer wakes the feed.
+    pub(crate) fn delivered(mut self) {
+        self.changes.clear();
     }
 }
 

@@ -13,7 +13,7 @@
 
 use diesel::prelude::*;
 
-use crate::store::AnyConn;
+use super::conn::AnyConn;
 
 diesel::table! {
     rest_live_streams (stream) {
@@ -170,11 +170,14 @@ pub fn lock_stream(conn: AnyConn<'_>, stream: &str) -> QueryResult<()> {
 
 /// The channel other processes LISTEN on; notified (with no payload: they re-read the log) by
 /// every transaction that appended changes, at its commit.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub const NOTIFY_CHANNEL: &str = "rest_live_changes";
 
-#[cfg(feature = "postgres")]
+/// Tells the other processes (PostgreSQL) that this transaction appended changes; delivered at
+/// its commit. SQLite has no other processes to tell: a no-op.
 pub fn notify_commit(conn: AnyConn<'_>) -> QueryResult<()> {
     match conn {
+        #[cfg(feature = "postgres")]
         AnyConn::Pg(c) => {
             diesel::sql_query(format!("NOTIFY {NOTIFY_CHANNEL}")).execute(c)?;
             Ok(())

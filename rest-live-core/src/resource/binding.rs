@@ -1,6 +1,11 @@
 //! The type-erased view of a resource that the runtime routes to: JSON in, JSON out, with the
 //! resource's policy applied. One generic implementation ([`Bound`]) over the macro-generated
 //! [`Resource`] impl serves every struct.
+//!
+//! A stream answers what every stream can ([`Binding`]: its metadata, its policy, `retrieve`)
+//! and, if it is a collection of rows, the rest ([`Collection`]: `list`, group members and the
+//! writes). A special stream (the `jobs` stream of job states) implements only the first; the
+//! actions it lacks answer 405.
 
 use std::any::TypeId;
 use std::marker::PhantomData;
@@ -9,13 +14,12 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::permissions::{Action, Permissions, Scope};
+use super::tx::{FilterValue, Tx, parse_filters};
+use super::{Resource, ResourceMeta, to_raw};
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::permissions::{Action, Permissions, Scope};
-use crate::protocol::to_raw;
-use crate::resource::{Resource, ResourceMeta};
 use crate::store::AnyConn;
-use crate::tx::{FilterValue, Tx, parse_filters};
 
 /// A client-supplied value: JSON (WebSocket, bodies) or text (URL path and query string).
 #[derive(Debug, Clone)]
@@ -49,7 +53,7 @@ pub struct Written {
     pub data: Box<RawValue>,
 }
 
-/// Object-safe operations on one resource. Implemented once, generically, by [`Bound`].
+/// Object-safe operations every stream has. Implemented once, generically, by [`Bound`].
 pub trait Binding: Send + Sync + 'static {
     fn meta(&self) -> &'static ResourceMeta;
     fn type_id(&self) -> TypeId;
@@ -69,6 +73,19 @@ pub trait Binding: Send + Sync + 'static {
     /// What `principal` sees of the object.
     fn present(&self, principal: &Principal, object: &mut Map<String, Value>);
 
+    fn retrieve(
+        &self,
+        conn: AnyConn<'_>,
+        principal: &Principal,
+        pk: &Input,
+    ) -> Result<Box<RawValue>, ApiError>;
+
+    /// The rest of the actions, for a stream that is a collection of rows; `None` otherwise.
+    fn collection(&self) -> Option<&dyn Collection>;
+}
+
+/// The actions of a stream that is a collection of rows.
+pub trait Collection: Send + Sync {
     fn list(
         &self,
         conn: AnyConn<'_>,
@@ -76,12 +93,6 @@ pub trait Binding: Send + Sync + 'static {
         filters: &[(String, Input)],
         limit: i64,
         offset: i64,
-    ) -> Result<Box<RawValue>, ApiError>;
-    fn retrieve(
-        &self,
-        conn: AnyConn<'_>,
-        principal: &Principal,
-        pk: &Input,
     ) -> Result<Box<RawValue>, ApiError>;
     /// The members of one group (`key` = canonical JSON `value`) the principal may read, in pk
     /// order: their total count and at most `limit` of them as a JSON array.
@@ -261,6 +272,23 @@ impl<R: Resource> Binding for Bound<R> {
         }
     }
 
+    fn retrieve(
+        &self,
+        conn: AnyConn<'_>,
+        principal: &Principal,
+        pk: &Input,
+    ) -> Result<Box<RawValue>, ApiError> {
+        let pk = parse_pk::<R>(pk)?;
+        let row = R::db_get(conn, &pk)?.ok_or(ApiError::NotFound)?;
+        view(principal, &row)?.ok_or(ApiError::NotFound)
+    }
+
+    fn collection(&self) -> Option<&dyn Collection> {
+        Some(self)
+    }
+}
+
+impl<R: Resource> Collection for Bound<R> {
     fn list(
         &self,
         conn: AnyConn<'_>,
@@ -288,17 +316,6 @@ impl<R: Resource> Binding for Bound<R> {
             limit,
             offset,
         })
-    }
-
-    fn retrieve(
-        &self,
-        conn: AnyConn<'_>,
-        principal: &Principal,
-        pk: &Input,
-    ) -> Result<Box<RawValue>, ApiError> {
-        let pk = parse_pk::<R>(pk)?;
-        let row = R::db_get(conn, &pk)?.ok_or(ApiError::NotFound)?;
-        view(principal, &row)?.ok_or(ApiError::NotFound)
     }
 
     fn members(

@@ -13,8 +13,8 @@
 use serde_json::{Map, Value, json};
 
 use crate::app::App;
-use crate::binding::Binding;
 use crate::jobs::JOBS_STREAM;
+use crate::resource::binding::Binding;
 use crate::resource::{FieldMeta, ResourceMeta};
 
 /// The document for `app`, as JSON.

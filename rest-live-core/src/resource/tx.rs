@@ -5,12 +5,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
+use super::Resource;
+use super::permissions::{Action, Permissions};
 use crate::auth::Principal;
-use crate::changelog::{self, Change, ChangeAction, NewChange};
 use crate::error::ApiError;
-use crate::permissions::{Action, Permissions};
-use crate::resource::Resource;
-use crate::store::AnyConn;
+use crate::store::changelog::{self, Change, ChangeAction, NewChange};
+use crate::store::{AnyConn, Finished, Store};
 
 /// An open write transaction. Every write made through it appends its change to the change log, so
 /// it yields its events once (and only if) the transaction commits. Hooks receive it to make
@@ -24,15 +24,24 @@ pub struct Tx<'a> {
     now_ms: i64,
 }
 
-/// What a finished transaction leaves to do after its commit.
-pub(crate) struct Done {
-    /// The changes appended, as they will read back from the log once committed.
-    pub changes: Vec<Change>,
-    pub after_commit: Vec<Box<dyn FnOnce() + Send>>,
+/// Runs `f` in a write transaction of `store` acting for `principal`: its writes commit together,
+/// and their events go out after the commit, in order; an error rolls all of them back.
+pub(crate) async fn write<T, F>(store: &Store, principal: Principal, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Tx<'_>) -> Result<T, ApiError> + Send + 'static,
+{
+    store
+        .write(move |conn| {
+            let mut tx = Tx::new(conn, principal);
+            let value = f(&mut tx)?;
+            Ok(tx.finish(value))
+        })
+        .await
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(conn: AnyConn<'a>, principal: Principal) -> Self {
+    fn new(conn: AnyConn<'a>, principal: Principal) -> Self {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -46,8 +55,9 @@ impl<'a> Tx<'a> {
         }
     }
 
-    pub(crate) fn finish(self) -> Done {
-        Done {
+    fn finish<T>(self, value: T) -> Finished<T> {
+        Finished {
+            value,
             changes: self.changes,
             after_commit: self.after_commit,
         }
@@ -275,7 +285,7 @@ pub fn parse_filters<'a, R: Resource>(
     Ok(parsed)
 }
 
-fn filterable_list(meta: &crate::resource::ResourceMeta) -> String {
+fn filterable_list(meta: &super::ResourceMeta) -> String {
     let names: Vec<String> = meta
         .fields
         .iter()

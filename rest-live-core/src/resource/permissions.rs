@@ -73,8 +73,7 @@ impl Scope {
 /// with the bare `permissions` flag to implement it on the resource type itself.
 ///
 /// ```
-/// use rest_live_core::permissions::{Action, Permissions, Scope};
-/// use rest_live_core::Principal;
+/// use rest_live_core::{Action, Permissions, Principal, Scope};
 ///
 /// /// Signed-in users read and write only what they own.
 /// struct OwnerOnly;

@@ -1,0 +1,213 @@
+//! Building an [`App`]: settings, authentication, migrations, explicit registrations; then
+//! [`AppBuilder::build`] collects the registry, opens the store, and starts the feed, the pruner
+//! and the job workers.
+
+use std::sync::Arc;
+
+use diesel_migrations::EmbeddedMigrations;
+
+use super::{App, AppInner, prune};
+use crate::auth::{Authenticator, Sessions};
+use crate::config::Config;
+use crate::error::Error;
+use crate::feed;
+use crate::hub::Hub;
+use crate::jobs::{Job, JobBinding, JobBound, Jobs, worker};
+use crate::registry::Registry;
+use crate::resource::Resource;
+use crate::resource::binding::{Binding, Bound};
+use crate::store::{DatabaseUrl, Migrations, Store, changelog};
+use crate::throttle::PrincipalThrottles;
+
+impl App {
+    pub fn builder() -> AppBuilder {
+        AppBuilder::default()
+    }
+}
+
+/// Builds an [`App`]: `App::builder().database_url("sqlite://todo.db").build().await?`.
+#[derive(Default)]
+pub struct AppBuilder {
+    config: Config,
+    authenticator: Option<Box<dyn Authenticator>>,
+    migrations: Migrations,
+    explicit: Vec<&'static dyn Binding>,
+    explicit_jobs: Vec<&'static dyn JobBinding>,
+    expected: Vec<String>,
+}
+
+impl AppBuilder {
+    /// `sqlite://path.db` (created if missing) or `sqlite::memory:`.
+    pub fn database_url(mut self, url: impl Into<String>) -> Self {
+        self.config.database_url = url.into();
+        self
+    }
+
+    /// The application's migrations for SQLite, applied after rest-live's own at start-up.
+    pub fn sqlite_migrations(mut self, migrations: EmbeddedMigrations) -> Self {
+        self.migrations.sqlite.push(migrations);
+        self
+    }
+
+    /// The application's migrations for PostgreSQL, applied after rest-live's own at start-up.
+    pub fn postgres_migrations(mut self, migrations: EmbeddedMigrations) -> Self {
+        self.migrations.postgres.push(migrations);
+        self
+    }
+
+    /// Registers a resource explicitly. Registrations are normally collected automatically; this is
+    /// the remedy when they vanish because the binary never names the crate that declares them.
+    pub fn register<R: Resource>(mut self) -> Self {
+        self.explicit.push(&Bound::<R>::INSTANCE);
+        self
+    }
+
+    /// Registers a job explicitly (normally [`crate::register_job!`] does).
+    pub fn job<J: Job>(mut self) -> Self {
+        self.explicit_jobs.push(&JobBound::<J>::INSTANCE);
+        self
+    }
+
+    /// Fails start-up unless each of these streams is registered.
+    pub fn expect_streams<I, S>(mut self, streams: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.expected.extend(streams.into_iter().map(Into::into));
+        self
+    }
+
+    /// How requests are authenticated (a token from `Authorization: Bearer`, the auth cookie, or
+    /// a `token` query parameter). With one, anonymous requests are refused (401) unless
+    /// [`AppBuilder::allow_anonymous`] says otherwise.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Box::new(authenticator));
+        self
+    }
+
+    /// Serve requests without a credential as the anonymous principal (policies decide what it
+    /// may do).
+    pub fn allow_anonymous(mut self, allow: bool) -> Self {
+        self.config.allow_anonymous = Some(allow);
+        self
+    }
+
+    /// Origins allowed to open WebSockets (cross-site WebSocket hijacking protection).
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Replaces the whole configuration (the database URL included).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Adjusts the configuration in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Collects the registry, opens the database, runs migrations and starts the feed.
+    pub async fn build(self) -> Result<App, Error> {
+        let registry = Registry::collect(&self.explicit, &self.explicit_jobs)?;
+        let missing: Vec<&str> = self
+            .expected
+            .iter()
+            .map(String::as_str)
+            .filter(|s| registry.get(s).is_none())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Registry(format!(
+                "expected streams not registered: {} (is the crate declaring them linked? see \"Registrations that vanish\" in the rest_live docs)",
+                missing.join(", ")
+            )));
+        }
+        let url = DatabaseUrl::parse(&self.config.database_url)?;
+        let store = Store::open(
+            &url,
+            self.config.pool_size,
+            self.migrations,
+            registry.streams(),
+        )
+        .await?;
+        let (_, seqs) = store
+            .read(|c| Ok(changelog::heads(c)?))
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        let hub = Arc::new(Hub::new(registry.streams().into_iter().map(|s| {
+            let seq = seqs
+                .iter()
+                .find(|(name, _)| name == s)
+                .map_or(0, |(_, seq)| *seq);
+            (s, seq)
+        })));
+        let mut tasks = vec![feed::spawn(
+            store.clone(),
+            hub.clone(),
+            registry.streams(),
+            self.config.poll_interval,
+        )];
+        if let Some(listener) = feed::listen(&store, &self.config) {
+            tasks.push(listener);
+        }
+        let pruner = {
+            let (store, config, every) = (
+                store.clone(),
+                self.config.clone(),
+                self.config.prune_interval,
+            );
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match prune(&store, &config).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(removed = n, "change log pruned"),
+                        Err(error) => tracing::warn!(%error, "pruning the change log failed"),
+                    }
+                }
+            })
+        };
+        tracing::info!(streams = ?registry.streams(), "rest-live application ready");
+        if self.config.drl_path.is_some() {
+            registry.check_labels()?;
+        }
+        let jobs = Arc::new(Jobs::new(
+            registry.jobs().to_vec(),
+            store.clone(),
+            self.config.http_prefix.clone(),
+        ));
+        let workers = std::sync::OnceLock::new();
+        if !jobs.is_empty() {
+            let _ = workers.set(worker::spawn(&jobs, &self.config));
+        }
+        let app = App {
+            inner: Arc::new(AppInner {
+                jobs,
+                throttles: PrincipalThrottles::new(
+                    self.config.principal_requests_per_second,
+                    self.config.principal_request_burst,
+                ),
+                config: self.config,
+                authenticator: self.authenticator,
+                sessions: Sessions::default(),
+                registry,
+                store,
+                hub,
+                tasks: {
+                    tasks.push(pruner);
+                    tasks
+                },
+                workers,
+            }),
+        };
+        Ok(app)
+    }
+}

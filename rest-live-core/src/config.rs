@@ -1,0 +1,160 @@
+//! Settings, each with a default. Every limit is here: nothing is unbounded.
+
+use std::time::Duration;
+
+use crate::error::ApiError;
+
+/// Settings, each with a default. Every limit is here: nothing is unbounded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    /// Connections in the pool.
+    pub pool_size: u32,
+    /// HTTP API prefix.
+    pub http_prefix: String,
+    /// WebSocket endpoint path.
+    pub ws_path: String,
+    /// The WebSocket endpoint speaking django-rest-live's subscription format (`crate::protocol::drl`);
+    /// `None` turns it off.
+    pub drl_path: Option<String>,
+    /// Where the OpenAPI 3.1 document of the HTTP API is served; `None` turns it off.
+    pub openapi_path: Option<String>,
+    /// Where the browser inspector (a page to try every stream and action, with a live log) is
+    /// served, and its metadata at `<path>/meta`. Off by default: turn it on in development.
+    pub inspector_path: Option<String>,
+    /// `list` page size when the client gives none.
+    pub default_page_size: i64,
+    /// Largest `list` page; larger requests are clamped to it.
+    pub max_page_size: i64,
+    /// Largest WebSocket frame accepted; larger ones close the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// Each WebSocket's read buffer (larger frames are read in several steps). It is most of an
+    /// idle connection's memory: 4 KiB holds a typical request in one read.
+    pub ws_read_buffer_bytes: usize,
+    /// Largest HTTP request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Frames queued for one connection before it is closed with 4008.
+    pub outgoing_queue: usize,
+    /// Subscriptions one connection may hold.
+    pub max_subscriptions: usize,
+    /// How often the feed polls the change log for commits of other processes. On PostgreSQL the
+    /// listener wakes it at once; polling is the fallback while the listener reconnects.
+    pub poll_interval: Duration,
+    /// PostgreSQL: LISTEN for other processes' commits on a dedicated connection.
+    pub listen: bool,
+    /// How much of the change log is kept for clients resuming with `since`.
+    pub retention: Retention,
+    /// How often the change log is pruned.
+    pub prune_interval: Duration,
+    /// Sustained requests per second one WebSocket connection may make (0: no limit); beyond
+    /// it, requests are answered 429.
+    pub requests_per_second: f64,
+    /// Requests a connection may make in a burst above the sustained rate.
+    pub request_burst: f64,
+    /// Largest group a `snapshot: true` subscription returns; a larger one is 400.
+    pub max_snapshot: i64,
+    /// How long a connection being closed (4008, 4003) gets to flush its close frame.
+    pub close_grace: Duration,
+    /// Sustained requests per second one signed-in principal may make over all its connections
+    /// and HTTP requests (0: no limit).
+    pub principal_requests_per_second: f64,
+    pub principal_request_burst: f64,
+    /// Whether requests without a credential are served (as the anonymous principal). `None`:
+    /// yes without an authenticator, no with one (adding authentication closes the API first).
+    pub allow_anonymous: Option<bool>,
+    /// Origins allowed to open WebSockets (`https://app.example.com`); empty allows any. A
+    /// handshake without an Origin header (not a browser) is always allowed.
+    pub allowed_origins: Vec<String>,
+    /// The cookie holding a token, for browsers.
+    pub auth_cookie: String,
+    /// Jobs one process runs at a time.
+    pub job_workers: usize,
+    /// How often workers look for jobs queued by other processes (local ones wake them at once).
+    pub job_poll_interval: Duration,
+    /// A running job's worker refreshes its claim this often (a third of it); a job whose claim
+    /// is older (its process died) is run again.
+    pub job_lease: Duration,
+    /// Runs of one job at most (the first included) before it fails with "worker lost".
+    pub job_max_attempts: u32,
+    /// Finished jobs are kept this long, then pruned.
+    pub job_retention: Duration,
+}
+
+/// Change-log retention. A client resuming from before what is kept gets 410 and refetches.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    /// Changes older than this are pruned.
+    pub max_age: Option<Duration>,
+    /// Per stream, at most this many of the newest changes are kept.
+    pub max_rows: Option<i64>,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_rows: Some(1_000_000),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://rest-live.db".into(),
+            pool_size: 8,
+            http_prefix: "/api".into(),
+            ws_path: "/ws".into(),
+            drl_path: Some("/ws/subscribe/".into()),
+            openapi_path: Some("/api/openapi.json".into()),
+            inspector_path: None,
+            default_page_size: 25,
+            max_page_size: 1000,
+            max_frame_bytes: 1 << 20,
+            ws_read_buffer_bytes: 4096,
+            max_body_bytes: 1 << 20,
+            outgoing_queue: 1024,
+            max_subscriptions: 1000,
+            poll_interval: Duration::from_millis(500),
+            listen: true,
+            retention: Retention::default(),
+            prune_interval: Duration::from_secs(60),
+            requests_per_second: 1000.0,
+            request_burst: 1000.0,
+            max_snapshot: 10_000,
+            close_grace: Duration::from_secs(5),
+            principal_requests_per_second: 0.0,
+            principal_request_burst: 100.0,
+            allow_anonymous: None,
+            allowed_origins: Vec::new(),
+            auth_cookie: "rest_live_token".into(),
+            job_workers: 4,
+            job_poll_interval: Duration::from_millis(500),
+            job_lease: Duration::from_secs(30),
+            job_max_attempts: 3,
+            job_retention: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
+
+impl Config {
+    /// Validates and fills in `list` paging.
+    pub fn page(&self, limit: Option<i64>, offset: Option<i64>) -> Result<(i64, i64), ApiError> {
+        let limit = match limit {
+            // A default configured above the maximum is clamped like a requested size.
+            None => self.default_page_size.min(self.max_page_size),
+            Some(l) if l < 1 => {
+                return Err(ApiError::bad_request("\"limit\": must be at least 1."));
+            }
+            Some(l) => l.min(self.max_page_size),
+        };
+        let offset = match offset {
+            None => 0,
+            Some(o) if o < 0 => {
+                return Err(ApiError::bad_request("\"offset\": must not be negative."));
+            }
+            Some(o) => o,
+        };
+        Ok((limit, offset))
+    }
+}

@@ -1,0 +1,244 @@
+//! Subscribing, so that no change is missed or sent twice at the seam between the reply (plain,
+//! replayed from `since`, or with a snapshot) and the live events.
+
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use super::{Connection, Handled};
+use crate::error::ApiError;
+use crate::hub::{EventParts, Subscriber, Target};
+use crate::protocol::{Echo, Matching, Request, SubscribeOptions};
+use crate::resource::binding::{Binding, Input};
+use crate::resource::permissions::Action;
+use crate::resource::to_raw;
+use crate::store::changelog;
+
+/// Changes read from the log per query while replaying.
+const REPLAY_BATCH: i64 = 500;
+
+impl Connection {
+    /// Registers a subscription and answers it: plainly, after replaying the log from `since`, or
+    /// with a snapshot of the group, so that no change is missed or sent twice at the seam.
+    ///
+    /// Every subscription starts pending and is released at a seq read from the committed log
+    /// after the registration: the reply's `seq` is the log's head as of the subscription, and
+    /// the subscriber gets exactly the changes after it (not, say, the event of a write it made
+    /// and saw answered just before subscribing).
+    pub(super) async fn subscribe(
+        &mut self,
+        binding: &'static dyn Binding,
+        target: Target,
+        request: &Request,
+        options: SubscribeOptions,
+        must_exist: Option<Input>,
+    ) -> Result<Handled, ApiError> {
+        let stream = binding.meta().stream;
+        if !binding.allows(&self.principal, Action::Subscribe) {
+            return Err(ApiError::PermissionDenied);
+        }
+        let id = self.codec.subscription_id(&request.request_id);
+        let plain = options.since.is_none() && !options.snapshot;
+        if self.subscriptions.contains(stream, &id, &target) {
+            // The same subscription again: a plain one stays as it is...
+            if plain {
+                let seq = self.app.hub().delivered(stream);
+                return Ok(Handled::Reply(201, Some(to_raw(&json!({ "seq": seq }))?)));
+            }
+            // ...one that resumes or wants a snapshot starts over.
+            self.forget(stream, &id, &target);
+        } else {
+            let limit = self.app.config().max_subscriptions;
+            if self.subscriptions.len() >= limit {
+                return Err(ApiError::bad_request(format!(
+                    "Too many subscriptions on this connection (limit {limit})."
+                )));
+            }
+        }
+        let audience = self.audience(binding);
+        let subscriber =
+            Subscriber::new(self.outbox.clone(), id.clone(), audience, self.codec, true);
+        self.app
+            .hub()
+            .subscribe(stream, &target, subscriber.clone());
+        self.subscriptions.insert(stream, &id, target.clone());
+        let echo = request.echo();
+        let result = if let Some(since) = options.since {
+            self.replay(binding, &target, &subscriber, &echo, since)
+                .await
+        } else if options.snapshot {
+            self.snapshot(binding, &target, &subscriber, &echo).await
+        } else {
+            self.plain(binding, &subscriber, &echo, must_exist).await
+        };
+        if result.is_err() {
+            self.forget(stream, &id, &target);
+        }
+        result
+    }
+
+    /// Removes one subscription here and from the hub.
+    fn forget(&mut self, stream: &'static str, id: &str, target: &Target) {
+        self.subscriptions
+            .remove(stream, id, &Matching::Exact(target.clone()));
+        self.app
+            .hub()
+            .unsubscribe(stream, target, self.outbox.id(), id);
+    }
+
+    /// Sends a successful reply (if the format sends one); false once the connection is gone.
+    async fn send_reply(&self, echo: &Echo<'_>, data: &RawValue) -> bool {
+        match self.codec.reply(echo, 201, Some(data)) {
+            Some(frame) => self.outbox.send(frame).await,
+            None => true,
+        }
+    }
+
+    /// Replies with the log's head (checking that a followed object exists as of it), then
+    /// releases the live events after it.
+    async fn plain(
+        &mut self,
+        binding: &'static dyn Binding,
+        subscriber: &Subscriber,
+        echo: &Echo<'_>,
+        must_exist: Option<Input>,
+    ) -> Result<Handled, ApiError> {
+        let stream = binding.meta().stream;
+        let principal = self.principal.clone();
+        let seq = self
+            .app
+            .store()
+            .read_point(move |mut c| {
+                if let Some(pk) = &must_exist {
+                    binding.retrieve(c.reborrow(), &principal, pk)?;
+                }
+                Ok(changelog::stream_head(c, stream)?)
+            })
+            .await?;
+        if self
+            .send_reply(echo, &to_raw(&json!({ "seq": seq }))?)
+            .await
+        {
+            subscriber.release(seq);
+        }
+        Ok(Handled::Sent)
+    }
+
+    /// Replies, then sends every change of the subscription in `(since, head]` in order, then
+    /// releases the live events held since the registration that come after `head` (the log's
+    /// head as read after registering: it may be ahead of this process's hub, e.g. when the client
+    /// saw `since` from another process).
+    async fn replay(
+        &mut self,
+        binding: &'static dyn Binding,
+        target: &Target,
+        subscriber: &Subscriber,
+        echo: &Echo<'_>,
+        since: i64,
+    ) -> Result<Handled, ApiError> {
+        let meta = binding.meta();
+        let stream = meta.stream;
+        let (start, retained) = self
+            .app
+            .store()
+            .read(move |mut c| {
+                let head = changelog::stream_head(c.reborrow(), stream)?;
+                let retained = changelog::count_stream(c, stream, since, head)?;
+                Ok((head, retained))
+            })
+            .await?;
+        if since > start {
+            // A seq this log never handed out: the client's state comes from another history.
+            return Err(ApiError::ResyncRequired);
+        }
+        if retained != start - since {
+            return Err(ApiError::ResyncRequired);
+        }
+        if !self
+            .send_reply(echo, &to_raw(&json!({ "seq": start }))?)
+            .await
+        {
+            return Ok(Handled::Sent);
+        }
+        let full_deletes = self.codec.full_deletes();
+        let mut cursor = since;
+        while cursor < start {
+            let from = cursor;
+            let batch = self
+                .app
+                .store()
+                .read(move |c| {
+                    // Bounded by seq, not by LIMIT (see changelog::read_stream).
+                    let upto = start.min(from.saturating_add(REPLAY_BATCH));
+                    Ok(changelog::read_stream(c, stream, from, upto, REPLAY_BATCH)?)
+                })
+                .await?;
+            let Some(last) = batch.last() else {
+                break;
+            };
+            cursor = last.seq;
+            for change in &batch {
+                let event = target
+                    .action_for(change)
+                    .and_then(|base| subscriber.audience.event_in(change, base, full_deletes));
+                if let Some((action, data)) = event {
+                    let frame = self.codec.encode(&EventParts {
+                        stream,
+                        label: meta.label,
+                        action,
+                        subscription: &subscriber.request_id,
+                        seq: change.seq,
+                        data: &data,
+                    });
+                    if !self.outbox.send(frame).await {
+                        return Ok(Handled::Sent);
+                    }
+                }
+            }
+        }
+        subscriber.release(start);
+        Ok(Handled::Sent)
+    }
+
+    /// Replies with the group's members and the seq they are current at, then releases the live
+    /// events after that seq.
+    async fn snapshot(
+        &mut self,
+        binding: &'static dyn Binding,
+        target: &Target,
+        subscriber: &Subscriber,
+        echo: &Echo<'_>,
+    ) -> Result<Handled, ApiError> {
+        let Target::Group(key, value) = target.clone() else {
+            return Err(ApiError::bad_request(
+                "\"snapshot\" is for group subscriptions.",
+            ));
+        };
+        let Some(collection) = binding.collection() else {
+            return Err(ApiError::MethodNotAllowed(Some("subscribe".into())));
+        };
+        let stream = binding.meta().stream;
+        let max = self.app.config().max_snapshot;
+        let principal = self.principal.clone();
+        // One read transaction: the members are exactly those as of `seq`.
+        let (seq, count, results) = self
+            .app
+            .store()
+            .read(move |mut c| {
+                let seq = changelog::stream_head(c.reborrow(), stream)?;
+                let (count, results) = collection.members(c, &principal, key, &value, max)?;
+                Ok((seq, count, results))
+            })
+            .await?;
+        if count > max {
+            return Err(ApiError::bad_request(format!(
+                "The group has {count} members, more than a snapshot holds ({max}): use list."
+            )));
+        }
+        let data = format!("{{\"seq\":{seq},\"results\":{}}}", results.get());
+        let data = RawValue::from_string(data).map_err(ApiError::internal)?;
+        if self.send_reply(echo, &data).await {
+            subscriber.release(seq);
+        }
+        Ok(Handled::Sent)
+    }
+}

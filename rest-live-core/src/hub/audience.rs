@@ -1,0 +1,117 @@
+//! Audiences: principals that see the same objects the same way, so that one visibility check and
+//! one encoding of a change serve all of them.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::auth::Principal;
+use crate::resource::binding::Binding;
+use crate::store::changelog::{Change, ChangeAction};
+
+/// The data an event of `action` carries for `change` (unrestricted audiences).
+pub fn event_data(change: &Change, action: ChangeAction) -> std::borrow::Cow<'_, str> {
+    match action {
+        ChangeAction::Delete => format!("{{\"pk\":{}}}", change.pk).into(),
+        _ => change.row.as_str().into(),
+    }
+}
+
+/// Principals that see the same objects the same way (see [`crate::resource::permissions`]): one
+/// visibility check and one encoding per change serve every subscriber of an audience.
+pub struct Audience {
+    pub key: String,
+    /// A representative principal of the audience.
+    pub principal: Principal,
+    pub binding: &'static dyn Binding,
+    restricted: bool,
+}
+
+impl Audience {
+    pub fn new(binding: &'static dyn Binding, principal: &Principal) -> Arc<Self> {
+        Arc::new(Self {
+            key: binding.audience(principal),
+            principal: principal.clone(),
+            binding,
+            restricted: binding.restricted() && !principal.is_system(),
+        })
+    }
+
+    /// What this audience gets for `change`, given the event its subscription alone would get
+    /// (`base`): the object must be readable. Something readable that stops being readable is a
+    /// `delete` with just the pk; something that becomes readable is a `create`.
+    pub fn event<'c>(
+        &self,
+        change: &'c Change,
+        base: ChangeAction,
+    ) -> Option<(ChangeAction, std::borrow::Cow<'c, str>)> {
+        if !self.restricted {
+            return Some((base, event_data(change, base)));
+        }
+        let parse =
+            |json: Option<&str>| -> Option<Map<String, Value>> { serde_json::from_str(json?).ok() };
+        let old = match change.action {
+            ChangeAction::Create => None,
+            ChangeAction::Update => parse(change.old_row.as_deref()),
+            ChangeAction::Delete => parse(Some(&change.row)),
+        };
+        let new = match change.action {
+            ChangeAction::Delete => None,
+            _ => parse(Some(&change.row)),
+        };
+        let seen = |o: &Option<Map<String, Value>>| {
+            o.as_ref()
+                .is_some_and(|o| self.binding.visible(&self.principal, o))
+        };
+        let (was, is) = (seen(&old), seen(&new));
+        let action = match base {
+            ChangeAction::Create => is.then_some(ChangeAction::Create)?,
+            ChangeAction::Delete => was.then_some(ChangeAction::Delete)?,
+            ChangeAction::Update => match (was, is) {
+                (true, true) => ChangeAction::Update,
+                (true, false) => ChangeAction::Delete,
+                (false, true) => ChangeAction::Create,
+                (false, false) => return None,
+            },
+        };
+        if action == ChangeAction::Delete {
+            return Some((action, event_data(change, action)));
+        }
+        let mut object = new?;
+        self.binding.present(&self.principal, &mut object);
+        Some((action, Value::Object(object).to_string().into()))
+    }
+
+    /// [`Audience::event`], where a deletion carries the object as this audience last saw it
+    /// (its old version, which it could read) when `full_deletes`, not only its pk (see
+    /// [`super::EventEncoder::full_deletes`]).
+    pub fn event_in<'c>(
+        &self,
+        change: &'c Change,
+        base: ChangeAction,
+        full_deletes: bool,
+    ) -> Option<(ChangeAction, std::borrow::Cow<'c, str>)> {
+        let (action, data) = self.event(change, base)?;
+        if action != ChangeAction::Delete || !full_deletes {
+            return Some((action, data));
+        }
+        let old = match change.action {
+            ChangeAction::Delete => Some(change.row.as_str()),
+            ChangeAction::Update => change.old_row.as_deref(),
+            ChangeAction::Create => None,
+        };
+        let Some(old) = old else {
+            return Some((action, data));
+        };
+        if !self.restricted {
+            return Some((action, old.into()));
+        }
+        match serde_json::from_str::<Map<String, Value>>(old) {
+            Ok(mut object) => {
+                self.binding.present(&self.principal, &mut object);
+                Some((action, Value::Object(object).to_string().into()))
+            }
+            Err(_) => Some((action, data)),
+        }
+    }
+}

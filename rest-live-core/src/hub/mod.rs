@@ -1,0 +1,288 @@
+//! The subscription index and fan-out. For each committed change it works out which subscription
+//! gets `create`, `update` or `delete`, encodes each distinct frame once (with the subscriber's
+//! [`EventEncoder`]: the hub knows no wire format and no connection), and pushes the shared bytes
+//! into each subscriber's bounded queue ([`crate::outbox::Outbox`]). A full queue closes that
+//! connection (4008); nobody waits.
+//!
+//! A subscription can start *pending*: it is registered (so nothing committed after its start is
+//! missed) but its events are held back while the connection replays the log (`since`) or sends a
+//! snapshot, then released in order, skipping what the replay or snapshot already covered.
+
+mod audience;
+mod encoder;
+mod subscriber;
+mod target;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::store::changelog::{Change, ChangeAction};
+pub use audience::{Audience, event_data};
+pub use encoder::{EventEncoder, EventParts};
+use subscriber::SubList;
+pub use subscriber::Subscriber;
+pub use target::Target;
+
+#[derive(Default)]
+struct Subs {
+    instance: HashMap<String, SubList>,
+    group: HashMap<&'static str, HashMap<String, SubList>>,
+}
+
+struct StreamHub {
+    subs: RwLock<Subs>,
+    /// Held while one change is judged and handed out, so that the feed and the writers that
+    /// publish their own commits hand out each seq once, in order.
+    publishing: Mutex<()>,
+    /// The seq of the newest change handed out. Advanced while the subscription lock is held, so
+    /// that a subscription registered "at S" receives exactly the changes after S.
+    delivered: AtomicI64,
+}
+
+/// Subscriptions of every stream. Streams are fixed when the app starts.
+pub struct Hub {
+    streams: HashMap<&'static str, StreamHub>,
+}
+
+impl Hub {
+    pub fn new(streams: impl IntoIterator<Item = (&'static str, i64)>) -> Self {
+        Self {
+            streams: streams
+                .into_iter()
+                .map(|(s, seq)| {
+                    (
+                        s,
+                        StreamHub {
+                            subs: RwLock::default(),
+                            publishing: Mutex::new(()),
+                            delivered: AtomicI64::new(seq),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The seq of the newest change of `stream` handed to subscribers.
+    pub fn delivered(&self, stream: &str) -> i64 {
+        self.streams
+            .get(stream)
+            .map(|s| s.delivered.load(Ordering::Acquire))
+            .unwrap_or(0)
+    }
+
+    /// Registers `sub` and returns the seq it starts after. Registering the same subscriber on the
+    /// same target twice keeps the first (one change reaches one subscription at most once); the
+    /// second return value says whether `sub` was added.
+    pub fn subscribe(&self, stream: &str, target: &Target, sub: Subscriber) -> (i64, bool) {
+        let Some(hub) = self.streams.get(stream) else {
+            return (0, false);
+        };
+        let mut subs = hub.subs.write().unwrap_or_else(|p| p.into_inner());
+        let list = match target {
+            Target::Instance(pk) => subs.instance.entry(pk.clone()).or_default(),
+            Target::Group(key, value) => subs
+                .group
+                .entry(key)
+                .or_default()
+                .entry(value.clone())
+                .or_default(),
+        };
+        let added = list.insert(sub);
+        (hub.delivered.load(Ordering::Acquire), added)
+    }
+
+    /// Removes one subscription; false when there was none.
+    pub fn unsubscribe(&self, stream: &str, target: &Target, conn: u64, request_id: &str) -> bool {
+        let Some(hub) = self.streams.get(stream) else {
+            return false;
+        };
+        let mut subs = hub.subs.write().unwrap_or_else(|p| p.into_inner());
+        let Subs { instance, group } = &mut *subs;
+        match target {
+            Target::Instance(pk) => remove_from(instance, pk, conn, request_id),
+            Target::Group(key, value) => group
+                .get_mut(key)
+                .is_some_and(|by_value| remove_from(by_value, value, conn, request_id)),
+        }
+    }
+
+    /// Hands one committed change to its subscribers. Changes must come in seq order per stream;
+    /// one already handed out is ignored.
+    pub fn publish(&self, change: &Change) {
+        self.publish_next(change, false);
+    }
+
+    /// Hands out the changes of a local commit as the writer recorded them, without reading them
+    /// back from the log. Each one goes out only if it is the next of its stream
+    /// (`seq == delivered + 1`); otherwise some earlier change (another process's, or a local
+    /// commit not queued) must go first, and reading the log in order hands out both. Returns
+    /// whether every change went out (or already had).
+    pub fn publish_committed(&self, changes: &[Change]) -> bool {
+        let mut all = true;
+        for change in changes {
+            all &= self.publish_next(change, true);
+        }
+        all
+    }
+
+    /// Publishes `change` if it is new; with `contiguous`, only if it directly follows the last
+    /// change handed out. Returns false when it was held back for being out of order.
+    fn publish_next(&self, change: &Change, contiguous: bool) -> bool {
+        let Some(hub) = self.streams.get(change.stream.as_str()) else {
+            return true;
+        };
+        let _publishing = hub.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        let subs = hub.subs.read().unwrap_or_else(|p| p.into_inner());
+        let delivered = hub.delivered.load(Ordering::Acquire);
+        if change.seq <= delivered {
+            return true;
+        }
+        if contiguous && change.seq != delivered + 1 {
+            return false;
+        }
+        let deliveries = audience(&subs, change);
+        hub.delivered.store(change.seq, Ordering::Release);
+        send_frames(deliveries, change);
+        true
+    }
+}
+
+fn remove_from(map: &mut HashMap<String, SubList>, key: &str, conn: u64, request_id: &str) -> bool {
+    let Some(list) = map.get_mut(key) else {
+        return false;
+    };
+    let removed = list.remove(conn, request_id);
+    if list.is_empty() {
+        map.remove(key);
+    }
+    removed
+}
+
+/// Who gets what for one change.
+fn audience<'a>(subs: &'a Subs, change: &Change) -> Vec<(&'a Subscriber, ChangeAction)> {
+    let mut out = Vec::new();
+    if change.action != ChangeAction::Create
+        && let Some(list) = subs.instance.get(&change.pk)
+    {
+        out.extend(list.as_slice().iter().map(|s| (s, change.action)));
+    }
+    if subs.group.is_empty() {
+        return out;
+    }
+    let old = parse_groups(change.old_groups.as_deref());
+    let new = parse_groups(change.new_groups.as_deref());
+    for (key, by_value) in &subs.group {
+        let old_v = old.get(*key).map(Value::to_string);
+        let new_v = new.get(*key).map(Value::to_string);
+        let members = |v: &Option<String>| {
+            v.as_ref()
+                .and_then(|v| by_value.get(v))
+                .map(SubList::as_slice)
+        };
+        match change.action {
+            ChangeAction::Create => {
+                if let Some(list) = members(&new_v) {
+                    out.extend(list.iter().map(|s| (s, ChangeAction::Create)));
+                }
+            }
+            ChangeAction::Delete => {
+                if let Some(list) = members(&old_v) {
+                    out.extend(list.iter().map(|s| (s, ChangeAction::Delete)));
+                }
+            }
+            ChangeAction::Update if old_v == new_v => {
+                if let Some(list) = members(&new_v) {
+                    out.extend(list.iter().map(|s| (s, ChangeAction::Update)));
+                }
+            }
+            ChangeAction::Update => {
+                // A move between groups: the old group's subscribers see it leave, the new group's
+                // see it arrive, and a connection following both sees one update (on its new-group
+                // subscription) instead of a delete and a create.
+                let old_list = members(&old_v).unwrap_or_default();
+                let new_list = members(&new_v).unwrap_or_default();
+                let conns =
+                    |l: &[Subscriber]| l.iter().map(|s| s.outbox.id()).collect::<HashSet<_>>();
+                let (in_old, in_new) = (conns(old_list), conns(new_list));
+                for s in old_list {
+                    if !in_new.contains(&s.outbox.id()) {
+                        out.push((s, ChangeAction::Delete));
+                    }
+                }
+                for s in new_list {
+                    let action = if in_old.contains(&s.outbox.id()) {
+                        ChangeAction::Update
+                    } else {
+                        ChangeAction::Create
+                    };
+                    out.push((s, action));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse_groups(json: Option<&str>) -> Map<String, Value> {
+    json.and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_default()
+}
+
+/// Decides once per audience what it gets, encodes each distinct (audience, action, encoder,
+/// request_id) frame once, and shares its bytes. Encoders that do not name the subscription
+/// (django-rest-live's) share one frame per audience and action.
+fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
+    type Verdict<'c> = Option<(ChangeAction, std::borrow::Cow<'c, str>)>;
+    type FrameKey<'s> = (ChangeAction, &'s str, usize, &'s str);
+    // (base action, audience, whether a delete carries the object) → what the audience gets.
+    let mut verdicts: HashMap<(ChangeAction, &str, bool), Verdict<'_>> = HashMap::new();
+    // Every frame encoded so far, and the last one used: consecutive subscribers mostly share it,
+    // and comparing with it is cheaper than hashing. With a request id per subscriber (one frame
+    // each) the map keeps this linear in the subscribers.
+    let mut frames: HashMap<FrameKey<'_>, Bytes> = HashMap::new();
+    let mut last: Option<(FrameKey<'_>, Bytes)> = None;
+    for (sub, base) in deliveries {
+        let encoder = sub.encoder;
+        let request_id = if encoder.names_subscription() {
+            &*sub.request_id
+        } else {
+            ""
+        };
+        // Encoders are statics: their address tells them apart.
+        let format = encoder as *const dyn EventEncoder as *const () as usize;
+        let key = (base, sub.audience.key.as_str(), format, request_id);
+        if last.as_ref().is_none_or(|(k, _)| *k != key) {
+            let frame = match frames.get(&key) {
+                Some(frame) => frame.clone(),
+                None => {
+                    let full = encoder.full_deletes();
+                    let verdict = verdicts
+                        .entry((base, key.1, full))
+                        .or_insert_with(|| sub.audience.event_in(change, base, full));
+                    let Some((action, data)) = verdict else {
+                        continue;
+                    };
+                    let frame = encoder.encode(&EventParts {
+                        stream: &change.stream,
+                        label: sub.audience.binding.meta().label,
+                        action: *action,
+                        subscription: &sub.request_id,
+                        seq: change.seq,
+                        data,
+                    });
+                    frames.insert(key, frame.clone());
+                    frame
+                }
+            };
+            last = Some((key, frame));
+        }
+        if let Some((_, frame)) = &last {
+            sub.deliver(change.seq, frame.clone());
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! What a subscription follows within one stream, and which event a change is for it.
+
+use serde_json::{Map, Value};
+
+use crate::store::changelog::{Change, ChangeAction};
+
+/// What a subscription follows within one stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// One object, by canonical JSON of its pk.
+    Instance(String),
+    /// Every object whose group key has this value (canonical JSON).
+    Group(&'static str, String),
+}
+
+impl Target {
+    /// The event this subscription alone gets for `change`, if any. Group subscriptions see
+    /// changes relative to their group: arriving is `create`, leaving is `delete`.
+    pub fn action_for(&self, change: &Change) -> Option<ChangeAction> {
+        match self {
+            Target::Instance(pk) => {
+                (change.action != ChangeAction::Create && *pk == change.pk).then_some(change.action)
+            }
+            Target::Group(key, value) => {
+                let in_old = group_value(change.old_groups.as_deref(), key).as_ref() == Some(value);
+                let in_new = group_value(change.new_groups.as_deref(), key).as_ref() == Some(value);
+                match (change.action, in_old, in_new) {
+                    (ChangeAction::Create, _, true) => Some(ChangeAction::Create),
+                    (ChangeAction::Delete, true, _) => Some(ChangeAction::Delete),
+                    (ChangeAction::Update, true, true) => Some(ChangeAction::Update),
+                    (ChangeAction::Update, false, true) => Some(ChangeAction::Create),
+                    (ChangeAction::Update, true, false) => Some(ChangeAction::Delete),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+fn group_value(groups: Option<&str>, key: &str) -> Option<String> {
+    let map: Map<String, Value> = serde_json::from_str(groups?).ok()?;
+    map.get(key).map(Value::to_string)
+}
