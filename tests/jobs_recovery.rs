@@ -1,4 +1,4 @@
-//! A job whose process dies while it runs is recovered as `rest_live::jobs` documents: once its
+//! A job whose process dies while it runs is recovered as the `Job` docs say: once its
 //! heartbeat is older than the lease, it is queued again and re-run (it must be idempotent), at
 //! most `job_max_attempts` runs in all, after which it fails with "worker lost". Never left
 //! STARTED.
