@@ -48,6 +48,18 @@ async fn follow_job(ws: &mut WsClient, id: &str, request_id: &str) -> WsReply {
     ws.call("jobs", "subscribe_instance", args).await
 }
 
+/// Follows a job from its start (201) and returns the states its events carry, up to a
+/// finished one.
+async fn followed_states(ws: &mut WsClient, id: &str, request_id: &str) -> Vec<Value> {
+    let reply = follow_job(ws, id, request_id).await;
+    assert_eq!(reply.status, 201, "{reply}");
+    job_events_until_finished(ws, request_id)
+        .await
+        .into_iter()
+        .map(|(_, d)| d["state"].clone())
+        .collect()
+}
+
 /// The job events of one subscription up to a finished state: `(seq, data)`.
 async fn job_events_until_finished(ws: &mut WsClient, request_id: &str) -> Vec<(i64, Value)> {
     let mut events = Vec::new();
@@ -93,10 +105,7 @@ async fn starting_a_job_answers_202_with_location_and_the_pending_state() {
 
     // On one object...
     let id = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 0}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 0}))
         .await;
     assert_eq!(api.wait_finished(&id).await, "SUCCESS");
     assert_eq!(api.result(&id).await, json!({"result": {"archived": 2}}));
@@ -135,10 +144,7 @@ async fn a_running_job_is_started_then_303_to_its_result() {
     let api = client(&server, None);
     let (list, _) = api.list_with_tasks("L", 4, 1).await;
     let id = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 400}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 400}))
         .await;
     let uri = format!("/api/jobs/{id}/");
 
@@ -185,16 +191,14 @@ async fn a_queued_job_is_pending_while_the_workers_are_busy() {
 
     // The only worker is busy for 10 s unless cancelled.
     let busy = api
-        .start(
-            &format!("/api/lists/{busy_list}/archive_done/"),
-            json!({"delay_ms": 2000}),
-        )
+        .start_on_list(busy_list, "archive_done", json!({"delay_ms": 2000}))
         .await;
     api.wait_state(&busy, "STARTED", |s| s == "STARTED").await;
 
     let queued = api
-        .start(
-            &format!("/api/lists/{other}/add_samples/"),
+        .start_on_list(
+            other,
+            "add_samples",
             json!({"count": 2, "prefix": "queued"}),
         )
         .await;
@@ -344,8 +348,9 @@ async fn cancelling_a_running_job_stops_its_writes() {
     let delay = Duration::from_millis(300);
     let started_at = tokio::time::Instant::now();
     let id = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
+        .start_on_list(
+            list,
+            "archive_done",
             json!({"delay_ms": delay.as_millis() as u64}),
         )
         .await;
@@ -379,10 +384,7 @@ async fn cancelling_a_running_job_stops_its_writes() {
     // The worker is free again only after the cancelled run returned.
     let other = api.create_list("probe").await;
     let probe = api
-        .start(
-            &format!("/api/lists/{other}/add_samples/"),
-            json!({"count": 1}),
-        )
+        .start_on_list(other, "add_samples", json!({"count": 1}))
         .await;
     assert_eq!(api.wait_finished(&probe).await, "SUCCESS");
     // And past the time the whole job would have taken.
@@ -407,17 +409,11 @@ async fn cancelling_a_pending_job_means_it_never_runs() {
     let (busy_list, _) = api.list_with_tasks("busy", 5, 0).await;
     let (list, _) = api.list_with_tasks("L", 2, 0).await;
     let busy = api
-        .start(
-            &format!("/api/lists/{busy_list}/archive_done/"),
-            json!({"delay_ms": 2000}),
-        )
+        .start_on_list(busy_list, "archive_done", json!({"delay_ms": 2000}))
         .await;
     api.wait_state(&busy, "STARTED", |s| s == "STARTED").await;
     let queued = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 0}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 0}))
         .await;
     let reply = api.delete(&format!("/api/jobs/{queued}/")).await;
     assert_eq!(reply.status, 410, "{reply:?}");
@@ -443,10 +439,7 @@ async fn cancelling_a_finished_job_is_refused() {
     let api = client(&server, None);
     let (list, _) = api.list_with_tasks("L", 1, 0).await;
     let id = api
-        .start(
-            &format!("/api/lists/{list}/add_samples/"),
-            json!({"count": 3, "prefix": "idea"}),
-        )
+        .start_on_list(list, "add_samples", json!({"count": 3, "prefix": "idea"}))
         .await;
     assert_eq!(api.wait_finished(&id).await, "SUCCESS");
     let reply = api.delete(&format!("/api/jobs/{id}/")).await;
@@ -477,8 +470,9 @@ async fn a_cancel_that_races_the_end_never_leaves_a_success_behind() {
     let mut outcomes = Vec::new();
     for i in 0..80u64 {
         let id = api
-            .start(
-                &format!("/api/lists/{list}/add_samples/"),
+            .start_on_list(
+                list,
+                "add_samples",
                 json!({"count": 1, "prefix": format!("race {i}")}),
             )
             .await;
@@ -490,10 +484,7 @@ async fn a_cancel_that_races_the_end_never_leaves_a_success_behind() {
         outcomes.push((id, reply));
     }
     let probe = api
-        .start(
-            &format!("/api/lists/{list}/add_samples/"),
-            json!({"count": 1, "prefix": "probe"}),
-        )
+        .start_on_list(list, "add_samples", json!({"count": 1, "prefix": "probe"}))
         .await;
     assert_eq!(api.wait_finished(&probe).await, "SUCCESS");
 
@@ -595,10 +586,7 @@ async fn job_states_arrive_over_the_socket_in_order() {
     assert_eq!(reply.status, 201, "{reply}");
 
     let id = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 50}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 50}))
         .await;
     let mut ws = server.ws().await;
     let reply = follow_job(&mut ws, &id, "job").await;
@@ -677,13 +665,7 @@ async fn a_job_is_an_action_on_its_resource_stream() {
             "response_status": 202, "errors": [],
             "data": {"id": id, "state": "PENDING", "resource_uri": format!("/api/jobs/{id}/")}}})
     );
-    let subscribed = follow_job(&mut ws, &id, "follow").await;
-    assert_eq!(subscribed.status, 201, "{subscribed}");
-    let states: Vec<Value> = job_events_until_finished(&mut ws, "follow")
-        .await
-        .into_iter()
-        .map(|(_, d)| d["state"].clone())
-        .collect();
+    let states = followed_states(&mut ws, &id, "follow").await;
     assert_eq!(
         states,
         [json!("PENDING"), json!("STARTED"), json!("SUCCESS")]
@@ -722,10 +704,7 @@ async fn a_job_is_its_owners_only() {
     let (list, _) = alice.list_with_tasks("alice's", 3, 0).await;
     let (kept, _) = alice.list_with_tasks("alice's other", 2, 0).await;
     let id = alice
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 300}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 300}))
         .await;
 
     // Bob cannot see, follow or cancel it.
@@ -786,13 +765,7 @@ async fn a_job_is_its_owners_only() {
 
     // Alice's job was not cancelled by bob's DELETE, and she follows it.
     let mut alice_ws = server.ws_as("alice-token").await;
-    let reply = follow_job(&mut alice_ws, &id, "a").await;
-    assert_eq!(reply.status, 201, "{reply}");
-    let states: Vec<Value> = job_events_until_finished(&mut alice_ws, "a")
-        .await
-        .into_iter()
-        .map(|(_, d)| d["state"].clone())
-        .collect();
+    let states = followed_states(&mut alice_ws, &id, "a").await;
     assert_eq!(
         states,
         [json!("PENDING"), json!("STARTED"), json!("SUCCESS")]

@@ -870,6 +870,7 @@ async fn permission_matrix_carol_admin_sees_and_changes_everything_with_owner() 
 #[tokio::test]
 async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
     let server = users_server().await;
+    let as_anonymous = Who::Anonymous.http(&server);
     let alice = seed(&server, Who::Alice, "alice").await;
     let before = dump(&server).await;
     for who in [Who::Anonymous, Who::Forged] {
@@ -915,12 +916,7 @@ async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
         .await
         .err();
     assert_eq!(query, Some(401));
-    let r = Reply::from(
-        Who::Anonymous
-            .http(&server)
-            .get("/api/tasks/?token=forged")
-            .await,
-    );
+    let r = Reply::from(as_anonymous.get("/api/tasks/?token=forged").await);
     assert_eq!(r.status, 401);
     assert_eq!(r.body, json!({ "errors": [INVALID_TOKEN] }));
     assert_eq!(dump(&server).await, before, "nothing changed");
@@ -938,12 +934,7 @@ async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
             .expect("bob by cookie");
     let r = ws_do(&mut ws, "tasks", "list", json!({})).await;
     assert_eq!((r.status, r.body["count"].clone()), (200, json!(0)));
-    let r = Reply::from(
-        Who::Anonymous
-            .http(&server)
-            .get("/api/tasks/?token=alice-token")
-            .await,
-    );
+    let r = Reply::from(as_anonymous.get("/api/tasks/?token=alice-token").await);
     assert_eq!((r.status, r.body["count"].clone()), (200, json!(1)));
 }
 
@@ -952,18 +943,15 @@ async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
 #[tokio::test]
 async fn allowed_anonymous_principal_sees_only_anonymous_objects() {
     let server = TestServer::start(users_app(models::demo_tokens()).allow_anonymous(true)).await;
+    let as_anonymous = Who::Anonymous.http(&server);
+    let as_alice = Who::Alice.http(&server);
     let alice = seed(&server, Who::Alice, "alice").await;
     let anon_list = create_list_as(&server, Who::Anonymous, "shared").await;
     assert_eq!(anon_list.get("owner"), None, "{anon_list}");
     let mut anon = server.ws().await;
     for stream in ["tasks", "lists"] {
         let pk = &alice.object(stream)["id"];
-        let r = Reply::from(
-            Who::Anonymous
-                .http(&server)
-                .get(&format!("/api/{stream}/{pk}/"))
-                .await,
-        );
+        let r = Reply::from(as_anonymous.get(&format!("/api/{stream}/{pk}/")).await);
         assert_eq!(
             (r.status, r.body.clone()),
             (404, json!({ "errors": [NOT_FOUND] }))
@@ -974,7 +962,7 @@ async fn allowed_anonymous_principal_sees_only_anonymous_objects() {
             (404, json!({ "errors": [NOT_FOUND] }))
         );
     }
-    let r = Reply::from(Who::Anonymous.http(&server).get("/api/lists/").await);
+    let r = Reply::from(as_anonymous.get("/api/lists/").await);
     assert_eq!(r.body["count"], 1, "{}", r.body);
     assert_eq!(r.body["results"][0]["id"], anon_list["id"]);
     let args = json!({ "data": { "text": "x", "list_id": alice.list["id"] } });
@@ -985,7 +973,7 @@ async fn allowed_anonymous_principal_sees_only_anonymous_objects() {
     );
     // ...and alice sees nothing of the anonymous list.
     let path = format!("/api/lists/{}/", anon_list["id"]);
-    let r = Reply::from(Who::Alice.http(&server).get(&path).await);
+    let r = Reply::from(as_alice.get(&path).await);
     assert_eq!(r.status, 404);
 }
 
@@ -993,17 +981,17 @@ async fn allowed_anonymous_principal_sees_only_anonymous_objects() {
 #[tokio::test]
 async fn clients_cannot_set_the_owner() {
     let server = users_server().await;
+    let as_alice = Who::Alice.http(&server);
+    let as_bob = Who::Bob.http(&server);
     let list = Reply::from(
-        Who::Alice
-            .http(&server)
+        as_alice
             .post("/api/lists/", json!({ "name": "planted", "owner": "bob" }))
             .await,
     );
     assert_eq!(list.status, 201, "{}", list.body);
     let task = create_task_as(&server, Who::Alice, "planted", &list.body["id"]).await;
     let r = Reply::from(
-        Who::Alice
-            .http(&server)
+        as_alice
             .patch(
                 &format!("/api/tasks/{}/", task["id"]),
                 json!({ "owner": "bob" }),
@@ -1015,7 +1003,7 @@ async fn clients_cannot_set_the_owner() {
     assert_eq!(all.lists[0]["owner"], "alice");
     assert_eq!(all.tasks[0]["owner"], "alice");
     for stream in ["lists", "tasks"] {
-        let r = Reply::from(Who::Bob.http(&server).get(&format!("/api/{stream}/")).await);
+        let r = Reply::from(as_bob.get(&format!("/api/{stream}/")).await);
         assert_eq!(r.body["count"], 0, "{stream}: {}", r.body);
     }
 }
@@ -1210,6 +1198,8 @@ impl Secrets {
 #[tokio::test]
 async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
     let server = users_server().await;
+    let as_alice = Who::Alice.http(&server);
+    let as_bob = Who::Bob.http(&server);
     let mut secrets = Secrets::default();
     // Interleaved, so that ids of both users mix.
     let b1 = create_list_as(&server, Who::Bob, "bob one").await;
@@ -1376,8 +1366,7 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
     let data = json!({ "done": true });
     patch_as(&server, Who::Alice, "tasks", &t1["id"], data).await;
     let r = Reply::from(
-        Who::Alice
-            .http(&server)
+        as_alice
             .put(
                 &format!("/api/tasks/{}/", t2["id"]),
                 json!({ "text": "alice task two, put", "done": false, "list_id": a2["id"] }),
@@ -1406,12 +1395,7 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
         .expect("bulk update");
     assert_eq!(bulk.len(), 3);
     // Deleting a list deletes its tasks (t1 is in it now).
-    let r = Reply::from(
-        Who::Alice
-            .http(&server)
-            .delete(&format!("/api/lists/{}/", a2["id"]))
-            .await,
-    );
+    let r = Reply::from(as_alice.delete(&format!("/api/lists/{}/", a2["id"])).await);
     assert_eq!(r.status, 204);
     let last = create_task_as(&server, Who::Alice, "alice last", &a1["id"]).await;
     assert!(last["id"].as_i64() <= Some(16), "bob follows every task pk");
@@ -1475,12 +1459,7 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
 
     // Bob's reads see nothing of alice's either.
     for stream in ["tasks", "lists"] {
-        let r = Reply::from(
-            Who::Bob
-                .http(&server)
-                .get(&format!("/api/{stream}/?limit=1000"))
-                .await,
-        );
+        let r = Reply::from(as_bob.get(&format!("/api/{stream}/?limit=1000")).await);
         for object in r.body["results"].as_array().expect("results") {
             secrets.assert_absent(&json!({ "stream": stream, "payload": { "data": object } }));
         }
@@ -1536,6 +1515,7 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
 #[tokio::test]
 async fn leaving_a_subscribers_scope_is_a_delete_with_only_the_pk() {
     let server = users_server().await;
+    let as_alice = Who::Alice.http(&server);
     let a1 = create_list_as(&server, Who::Alice, "alice one").await;
     let b1 = create_list_as(&server, Who::Bob, "bob one").await;
     let task = create_task_as(&server, Who::Alice, "alice's task", &a1["id"]).await;
@@ -1591,7 +1571,7 @@ async fn leaving_a_subscribers_scope_is_a_delete_with_only_the_pk() {
 
     // The task is now bob's: alice reads 404 and changes of it no longer reach her.
     let path = format!("/api/tasks/{}/", task["id"]);
-    let r = Reply::from(Who::Alice.http(&server).get(&path).await);
+    let r = Reply::from(as_alice.get(&path).await);
     assert_eq!(r.status, 404);
     let args = json!({ "pk": task["id"] });
     let r = ws_do(&mut alice, "tasks", "subscribe_instance", args).await;
@@ -1658,6 +1638,9 @@ async fn logout_invalidates_the_token_and_closes_the_sockets() {
         models::logout(app, routes_tokens)
     })
     .await;
+    let as_alice = Who::Alice.http(&server);
+    let as_anonymous = Who::Anonymous.http(&server);
+    let as_bob = Who::Bob.http(&server);
     let mut alice1 = server.ws_as("alice-token").await;
     let mut alice2 = server.ws_as("alice-token").await;
     let mut bob = server.ws_as("bob-token").await;
@@ -1666,18 +1649,13 @@ async fn logout_invalidates_the_token_and_closes_the_sockets() {
         assert_eq!(ws_do(ws, "lists", "list", json!({})).await.status, 200);
     }
 
-    let r = Reply::from(
-        Who::Alice
-            .http(&server)
-            .request(Method::POST, "/logout")
-            .await,
-    );
+    let r = Reply::from(as_alice.request(Method::POST, "/logout").await);
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(alice1.recv_close().await, Closed::Code(4003));
     assert_eq!(alice2.recv_close().await, Closed::Code(4003));
 
     // The token is gone: 401 over HTTP and at the handshake.
-    let r = Reply::from(Who::Alice.http(&server).get("/api/tasks/").await);
+    let r = Reply::from(as_alice.get("/api/tasks/").await);
     assert_eq!(
         (r.status, r.body),
         (401, json!({ "errors": [INVALID_TOKEN] }))
@@ -1687,25 +1665,15 @@ async fn logout_invalidates_the_token_and_closes_the_sockets() {
             .await
             .err();
     assert_eq!(refused, Some(401));
-    let r = Reply::from(
-        Who::Alice
-            .http(&server)
-            .request(Method::POST, "/logout")
-            .await,
-    );
+    let r = Reply::from(as_alice.request(Method::POST, "/logout").await);
     assert_eq!(r.status, 401, "logging out twice");
-    let r = Reply::from(
-        Who::Anonymous
-            .http(&server)
-            .request(Method::POST, "/logout")
-            .await,
-    );
+    let r = Reply::from(as_anonymous.request(Method::POST, "/logout").await);
     assert_eq!(r.status, 401, "logging out without a token");
 
     // Bob is unaffected.
     let r = ws_do(&mut bob, "tasks", "list", json!({})).await;
     assert_eq!(r.status, 200);
-    let r = Reply::from(Who::Bob.http(&server).get("/api/tasks/").await);
+    let r = Reply::from(as_bob.get("/api/tasks/").await);
     assert_eq!(r.status, 200);
 }
 
@@ -1767,6 +1735,8 @@ async fn principal_throttle_is_shared_by_its_sockets_and_http_requests() {
         c.principal_request_burst = 3.0;
     }))
     .await;
+    let as_alice = Who::Alice.http(&server);
+    let as_bob = Who::Bob.http(&server);
     let throttled = json!({ "errors": [THROTTLED] });
     let mut alice1 = server.ws_as("alice-token").await;
     let mut alice2 = server.ws_as("alice-token").await;
@@ -1782,7 +1752,7 @@ async fn principal_throttle_is_shared_by_its_sockets_and_http_requests() {
         let r = ws_do(ws, "tasks", "list", json!({})).await;
         assert_eq!((r.status, &r.body), (429, &throttled));
     }
-    let r = Reply::from(Who::Alice.http(&server).get("/api/tasks/").await);
+    let r = Reply::from(as_alice.get("/api/tasks/").await);
     assert_eq!((r.status, &r.body), (429, &throttled), "HTTP counts too");
     // Bob has a budget of his own.
     for _ in 0..3 {
@@ -1791,14 +1761,14 @@ async fn principal_throttle_is_shared_by_its_sockets_and_http_requests() {
             200
         );
     }
-    let r = Reply::from(Who::Bob.http(&server).get("/api/tasks/").await);
+    let r = Reply::from(as_bob.get("/api/tasks/").await);
     assert_eq!((r.status, &r.body), (429, &throttled));
 
     // The budget refills at 2 per second (refused requests do not spend it): one request gets
     // through over HTTP, after which the sockets are refused again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let r = Reply::from(Who::Alice.http(&server).get("/api/tasks/").await);
+        let r = Reply::from(as_alice.get("/api/tasks/").await);
         if r.status == 200 {
             break;
         }

@@ -148,6 +148,11 @@ impl Api {
         id
     }
 
+    /// [`start`](Self::start)s the job `job` on list `list` (`POST /api/lists/<list>/<job>/`).
+    pub async fn start_on_list(&self, list: i64, job: &str, body: Value) -> String {
+        self.start(&format!("/api/lists/{list}/{job}/"), body).await
+    }
+
     /// Polls the job's state resource until `done(state)`; returns that reply.
     pub async fn wait_state(
         &self,
