@@ -225,15 +225,11 @@ fn refused(
     errors: Errors,
 ) -> WsCase {
     WsCase {
-        name,
-        frame: Frame::Text(text.into()),
         stream: json!(stream),
         action: json!(action),
         request_id: json!("h"),
         status,
-        errors,
-        data: Data::Null,
-        effect: Effect::None,
+        ..malformed(name, text, errors)
     }
 }
 
@@ -248,15 +244,9 @@ fn valid(
     effect: Effect,
 ) -> WsCase {
     WsCase {
-        name,
-        frame: Frame::Text(text.into()),
-        stream: json!(stream),
-        action: json!(action),
-        request_id: json!("h"),
-        status,
-        errors: exact(json!([])),
         data,
         effect,
+        ..refused(name, text, stream, action, status, exact(json!([])))
     }
 }
 

@@ -1305,34 +1305,17 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
     // Resuming an instance subscription skips the existence check (the replay says what became
     // of the object): every pk that is not bob's, alice's or missing, answers the same 201, and
     // the replay and the live events carry nothing of alice's.
-    for pk in 1..=16 {
-        if pk != b_task["id"] {
+    let since = [
+        ("tasks", "task", "since-t", 16, vec![b_task["id"].clone()]),
+        ("lists", "list", "since-l", 12, bob_lists.to_vec()),
+    ];
+    for (stream, what, tag, last, bobs) in since {
+        for pk in (1..=last).filter(|pk| !bobs.contains(&json!(pk))) {
             let args = json!({ "pk": pk, "since": 0 });
-            let r = ws_tagged(
-                &mut bob,
-                "tasks",
-                "subscribe_instance",
-                &format!("since-t{pk}"),
-                args,
-            )
-            .await;
+            let request_id = format!("{tag}{pk}");
+            let r = ws_tagged(&mut bob, stream, "subscribe_instance", &request_id, args).await;
             statuses.push(r.status);
-            assert_eq!(r.status, 201, "task {pk}: {}", r.body);
-        }
-    }
-    for pk in 1..=12 {
-        if !bob_lists.contains(&json!(pk)) {
-            let args = json!({ "pk": pk, "since": 0 });
-            let r = ws_tagged(
-                &mut bob,
-                "lists",
-                "subscribe_instance",
-                &format!("since-l{pk}"),
-                args,
-            )
-            .await;
-            statuses.push(r.status);
-            assert_eq!(r.status, 201, "list {pk}: {}", r.body);
+            assert_eq!(r.status, 201, "{what} {pk}: {}", r.body);
         }
     }
     assert!(!statuses.contains(&403), "never 403: {statuses:?}");
