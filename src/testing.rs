@@ -11,15 +11,25 @@
 //! let mut ws = server.ws().await;
 //! let reply = ws.request(json!({"stream": "tasks", "payload": {"action": "list", "request_id": 1}})).await;
 //! assert_eq!(reply["payload"]["response_status"], 200);
+//!
+//! // The same, stating only the request and the answer: over the socket...
+//! let reply = ws.call("tasks", "list", json!({})).await;
+//! assert_eq!(reply.status, 200);
+//! // ...and over HTTP, as a principal with a bearer token.
+//! let page = server.get("/api/tasks/").bearer("alice-token").await.expect(200);
+//! assert_eq!(page["count"], reply.data["count"]);
 //! # }
 //! ```
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -35,6 +45,9 @@ pub mod internals {
     pub use rest_live_core::__internals::*;
 }
 
+/// The HTTP method type the HTTP helpers take (`Method::GET`, …).
+pub use reqwest::Method;
+
 /// How long a helper waits for an expected frame before failing the test.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,6 +59,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    client: HttpClient,
     // Dropped last: the database lives until the server is gone.
     _database: TestDatabase,
 }
@@ -248,6 +262,7 @@ impl TestServer {
             addr,
             shutdown: Some(tx),
             task: Some(task),
+            client: HttpClient::new(format!("http://{addr}")),
             _database: database,
         }
     }
@@ -264,10 +279,19 @@ impl TestServer {
 
     /// A WebSocket client logged in with a bearer token.
     pub async fn ws_as(&self, token: &str) -> WsClient {
-        let auth = format!("Bearer {token}");
-        WsClient::connect_with(&self.ws_url(), &[("authorization", auth.as_str())])
-            .await
-            .unwrap_or_else(|status| panic!("handshake refused with HTTP {status}"))
+        WsClient::connect_as(&self.ws_url(), token).await
+    }
+
+    /// A WebSocket handshake with this bearer token, or with no credential for `None`;
+    /// `Err(status)` when the server refuses the upgrade (401 for a missing or unknown token).
+    pub async fn try_ws_as(&self, token: Option<&str>) -> Result<WsClient, u16> {
+        match token {
+            Some(token) => {
+                let auth = format!("Bearer {token}");
+                WsClient::connect_with(&self.ws_url(), &[("authorization", auth.as_str())]).await
+            }
+            None => WsClient::connect_with(&self.ws_url(), &[]).await,
+        }
     }
 
     /// `ws://127.0.0.1:<port>/ws`
@@ -278,6 +302,68 @@ impl TestServer {
     /// An HTTP client (keep-alive) for this server.
     pub fn http(&self) -> reqwest::Client {
         reqwest::Client::new()
+    }
+
+    /// An anonymous [`HttpClient`] of this server (keep-alive; redirects are not followed).
+    pub fn client(&self) -> HttpClient {
+        self.client.clone()
+    }
+
+    /// An [`HttpClient`] of this server that sends `Authorization: Bearer <token>`.
+    pub fn client_as(&self, token: &str) -> HttpClient {
+        self.client.with_token(Some(token))
+    }
+
+    /// `method path`, anonymous: add a body, headers or a token, then `.await` it.
+    ///
+    /// ```no_run
+    /// # async fn demo(server: rest_live::testing::TestServer) {
+    /// use rest_live::testing::Method;
+    /// let response = server.request(Method::POST, "/api/tasks/")
+    ///     .body(Some("text/plain"), "{}")
+    ///     .await;
+    /// assert_eq!(response.expect_error(415), "Unsupported media type: send application/json.");
+    /// # }
+    /// ```
+    pub fn request(&self, method: Method, path: &str) -> HttpRequest {
+        self.client.request(method, path)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> HttpRequest {
+        self.client.get(path)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: Value) -> HttpRequest {
+        self.client.post(path, body)
+    }
+
+    /// `PUT path` with a JSON body.
+    pub fn put(&self, path: &str, body: Value) -> HttpRequest {
+        self.client.put(path, body)
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub fn patch(&self, path: &str, body: Value) -> HttpRequest {
+        self.client.patch(path, body)
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> HttpRequest {
+        self.client.delete(path)
+    }
+
+    /// One request in a single call: `method path` with an optional JSON body and extra headers
+    /// (e.g. `("authorization", "Bearer alice-token")`); `.await` it.
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> HttpRequest {
+        self.client.call(method, path, body, headers)
     }
 
     /// Stops accepting connections and waits for the server task.
@@ -300,12 +386,429 @@ impl Drop for TestServer {
     }
 }
 
-/// A WebSocket test client. Replies and events are told apart by the event's top-level `seq`;
+// ---------------------------------------------------------------------------------------------
+// HTTP
+// ---------------------------------------------------------------------------------------------
+
+/// An HTTP client of one server, anonymous or as one principal (a bearer token on every
+/// request). It keeps connections alive and does not follow redirects, so that a `303 See Other`
+/// is seen as such. [`TestServer::client`] and [`TestServer::client_as`] make one for a test
+/// server; [`HttpClient::new`] for any other (a child process, say).
+///
+/// ```no_run
+/// # async fn demo(server: rest_live::testing::TestServer) {
+/// use serde_json::json;
+/// let alice = server.client_as("alice-token");
+/// let list = alice.post("/api/lists/", json!({"name": "home"})).await.expect(201);
+/// let path = format!("/api/lists/{}/", list["id"]);
+/// assert_eq!(server.client_as("bob-token").get(&path).await.expect_error(404), "Not found");
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    base: String,
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl HttpClient {
+    /// An anonymous client of the server at `base` (`http://127.0.0.1:<port>`, no trailing
+    /// slash): paths are appended to it.
+    ///
+    /// # Panics
+    /// If the HTTP client cannot be built.
+    pub fn new(base: impl Into<String>) -> Self {
+        Self {
+            base: base.into(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("an HTTP client"),
+            token: None,
+        }
+    }
+
+    /// The same client (sharing its connections) as the principal of `token`, or anonymous for
+    /// `None`.
+    pub fn with_token(&self, token: Option<&str>) -> Self {
+        Self {
+            token: token.map(str::to_owned),
+            ..self.clone()
+        }
+    }
+
+    /// `<base><path>`
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `method path`, with this client's token if it has one: add a body or headers, then
+    /// `.await` it (or call [`HttpRequest::send`]).
+    pub fn request(&self, method: Method, path: &str) -> HttpRequest {
+        let request = HttpRequest {
+            client: self.client.clone(),
+            url: self.url(path),
+            method,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: None,
+        };
+        match &self.token {
+            Some(token) => request.bearer(token),
+            None => request,
+        }
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> HttpRequest {
+        self.request(Method::GET, path)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: Value) -> HttpRequest {
+        self.request(Method::POST, path).json(&body)
+    }
+
+    /// `PUT path` with a JSON body.
+    pub fn put(&self, path: &str, body: Value) -> HttpRequest {
+        self.request(Method::PUT, path).json(&body)
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub fn patch(&self, path: &str, body: Value) -> HttpRequest {
+        self.request(Method::PATCH, path).json(&body)
+    }
+
+    /// `DELETE path`.
+    pub fn delete(&self, path: &str) -> HttpRequest {
+        self.request(Method::DELETE, path)
+    }
+
+    /// One request in a single call: `method path` with an optional JSON body and extra
+    /// headers; `.await` it.
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> HttpRequest {
+        let mut request = self.request(method, path);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request
+    }
+}
+
+/// One HTTP request being built by [`HttpClient`] or [`TestServer`]: `.await` it for its
+/// [`HttpResponse`]. Nothing is sent until then.
+#[must_use = "a request does nothing until it is awaited"]
+pub struct HttpRequest {
+    client: reqwest::Client,
+    method: Method,
+    url: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<reqwest::Body>,
+}
+
+impl HttpRequest {
+    /// Adds a header (set again, the last value wins).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sends `Authorization: Bearer <token>`.
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    /// Sends `Authorization: Bearer <token>` for `Some(token)`; nothing for `None` (anonymous).
+    pub fn bearer_opt(self, token: Option<&str>) -> Self {
+        match token {
+            Some(token) => self.bearer(token),
+            None => self,
+        }
+    }
+
+    /// A JSON body, with `Content-Type: application/json`.
+    pub fn json(self, body: &Value) -> Self {
+        self.body(Some("application/json"), body.to_string())
+    }
+
+    /// Exactly this body, with this content type or none (for malformed input).
+    pub fn body(mut self, content_type: Option<&str>, body: impl Into<reqwest::Body>) -> Self {
+        if let Some(content_type) = content_type {
+            self = self.header("content-type", content_type);
+        }
+        self.body = Some(body.into());
+        self
+    }
+
+    /// Sends the request and reads the whole response.
+    ///
+    /// # Panics
+    /// If the request cannot be sent or the response read (the panic names the request).
+    pub async fn send(self) -> HttpResponse {
+        let Self {
+            client,
+            method,
+            url,
+            path,
+            headers,
+            body,
+        } = self;
+        let mut request = client.request(method.clone(), url);
+        for (name, value) in &headers {
+            request = request.header(name, value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: reading the body: {e}"));
+        HttpResponse {
+            method,
+            path,
+            status,
+            headers,
+            text,
+        }
+    }
+}
+
+impl IntoFuture for HttpRequest {
+    type Output = HttpResponse;
+    type IntoFuture = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
+/// What an HTTP request got back: status, headers and the body as text. The assertion helpers
+/// know rest-live's error shape, `{"errors": [...]}`.
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    /// The request's method, for messages.
+    pub method: Method,
+    /// The request's path, for messages.
+    pub path: String,
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as received.
+    pub text: String,
+}
+
+impl HttpResponse {
+    /// The body as JSON, `null` when it is empty.
+    ///
+    /// # Panics
+    /// If the body is not JSON (the panic shows it).
+    pub fn json(&self) -> Value {
+        if self.text.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_str(&self.text).unwrap_or_else(|e| {
+            panic!(
+                "{} {}: the body is not JSON ({e}): {:?}",
+                self.method, self.path, self.text
+            )
+        })
+    }
+
+    /// A header's value, if the response has it.
+    ///
+    /// # Panics
+    /// If the value is not visible ASCII.
+    pub fn header(&self, name: impl reqwest::header::AsHeaderName) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("an ASCII header value"))
+    }
+
+    /// The `Location` header.
+    pub fn location(&self) -> Option<&str> {
+        self.header(reqwest::header::LOCATION)
+    }
+
+    /// Asserts the status and a JSON body with a JSON content type; returns the body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{self}");
+        assert_eq!(
+            self.header(reqwest::header::CONTENT_TYPE),
+            Some("application/json"),
+            "{self}"
+        );
+        self.json()
+    }
+
+    /// Asserts an error `status` with the body `{"errors": ["<one message>"]}`; returns the
+    /// message.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16) -> String {
+        let body = self.expect(status);
+        let errors = body["errors"].as_array().expect("an errors list");
+        assert_eq!(errors.len(), 1, "{body}");
+        assert_eq!(body.as_object().map(Map::len), Some(1), "{body}");
+        let message = errors[0]
+            .as_str()
+            .unwrap_or_else(|| panic!("a string error: {body}"));
+        assert!(!message.is_empty(), "{body}");
+        message.to_owned()
+    }
+
+    /// Asserts 400 with the body `{"errors": [{"<field>": ["<message>", ...]}]}` naming exactly
+    /// these fields, each with non-empty messages; returns that object.
+    #[track_caller]
+    pub fn expect_field_errors(&self, fields: &[&str]) -> Value {
+        let body = self.expect(400);
+        assert_eq!(body.as_object().map(Map::len), Some(1), "{body}");
+        let errors = body["errors"].as_array().expect("an errors list");
+        assert_eq!(errors.len(), 1, "{body}");
+        let object = errors[0].as_object().unwrap_or_else(|| panic!("{body}"));
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut expected = fields.to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected, "{body}");
+        for (field, messages) in object {
+            let messages = messages
+                .as_array()
+                .unwrap_or_else(|| panic!("{field}: {body}"));
+            assert!(!messages.is_empty(), "{body}");
+            assert!(
+                messages
+                    .iter()
+                    .all(|m| m.as_str().is_some_and(|s| !s.is_empty())),
+                "{body}"
+            );
+        }
+        errors[0].clone()
+    }
+}
+
+/// `GET /path: 200 {"count": 0, ...}`
+impl fmt::Display for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {} {}",
+            self.method, self.path, self.status, self.text
+        )
+    }
+}
+
+/// A WebSocket test client. Replies and events are told apart by the event's `payload.seq`;
 /// frames of the other kind that arrive while waiting are kept for later calls.
 pub struct WsClient {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
     replies: VecDeque<Value>,
     events: VecDeque<Value>,
+    /// The number in the next request_id [`call`](Self::call) makes up.
+    next_request: u64,
+}
+
+/// `{"stream": stream, "payload": {"action": action, <args>}}`: a request frame, for
+/// [`WsClient::request`] and [`WsClient::send`]. `args` is a JSON object (or `{}`); no
+/// `request_id` is added (see [`WsClient::call`] for that).
+///
+/// # Panics
+/// If `args` is not an object.
+pub fn frame(stream: &str, action: &str, args: Value) -> Value {
+    let mut payload = Map::new();
+    payload.insert("action".into(), Value::from(action));
+    payload.extend(object_of(args, "frame"));
+    json!({ "stream": stream, "payload": payload })
+}
+
+fn object_of(args: Value, what: &str) -> Map<String, Value> {
+    match args {
+        Value::Object(map) => map,
+        other => panic!("{what}: the arguments must be a JSON object, not {other}"),
+    }
+}
+
+/// A reply to [`WsClient::call`]: the frame sent, the frame received, and the reply's status,
+/// `data` and `errors` taken out of its payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WsReply {
+    /// The request frame that was sent.
+    pub request: Value,
+    /// The reply frame as received.
+    pub frame: Value,
+    /// `payload.response_status`.
+    pub status: u16,
+    /// `payload.data`.
+    pub data: Value,
+    /// `payload.errors`.
+    pub errors: Value,
+}
+
+impl WsReply {
+    /// The reply's payload.
+    pub fn payload(&self) -> &Value {
+        &self.frame["payload"]
+    }
+
+    /// The request_id the request carried.
+    pub fn request_id(&self) -> &Value {
+        &self.request["payload"]["request_id"]
+    }
+
+    /// The reply in the shape an HTTP response has: `data` on success (2xx), `{"errors": [...]}`
+    /// otherwise, so that one assertion can hold for both transports.
+    pub fn body(&self) -> Value {
+        if (200..300).contains(&self.status) {
+            self.data.clone()
+        } else {
+            json!({ "errors": self.errors })
+        }
+    }
+
+    /// Asserts the status; returns `data`.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{self}");
+        self.data.clone()
+    }
+
+    /// Asserts PROTOCOL.md's reply envelope: the reply echoes the request's stream, action and
+    /// request_id; a success has `errors: []`, a failure `data: null`.
+    #[track_caller]
+    pub fn assert_envelope(&self) {
+        let (sent, got) = (&self.request["payload"], self.payload());
+        assert_eq!(self.frame["stream"], self.request["stream"], "{self}");
+        assert_eq!(got["action"], sent["action"], "{self}");
+        assert_eq!(got["request_id"], sent["request_id"], "{self}");
+        if (200..300).contains(&self.status) {
+            assert_eq!(self.errors, json!([]), "{self}");
+        } else {
+            assert_eq!(self.data, Value::Null, "{self}");
+        }
+    }
+}
+
+/// `<request> -> <reply>`
+impl fmt::Display for WsReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} -> {}", self.request, self.frame)
+    }
 }
 
 /// How a socket ended, as seen by the client.
@@ -329,6 +832,15 @@ pub enum Received {
 }
 
 impl WsClient {
+    fn over(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        Self {
+            socket,
+            replies: VecDeque::new(),
+            events: VecDeque::new(),
+            next_request: 1,
+        }
+    }
+
     /// Connects to `url` (`ws://…`).
     ///
     /// # Panics
@@ -337,11 +849,7 @@ impl WsClient {
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket handshake");
-        Self {
-            socket,
-            replies: VecDeque::new(),
-            events: VecDeque::new(),
-        }
+        Self::over(socket)
     }
 
     /// Connects over a TCP socket whose kernel receive buffer is about `bytes` (the kernel rounds
@@ -369,11 +877,7 @@ impl WsClient {
         let (socket, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
             .await
             .expect("websocket handshake");
-        Self {
-            socket,
-            replies: VecDeque::new(),
-            events: VecDeque::new(),
-        }
+        Self::over(socket)
     }
 
     /// Connects with extra handshake headers; `Err(status)` when the server refuses the upgrade.
@@ -388,16 +892,23 @@ impl WsClient {
             );
         }
         match tokio_tungstenite::connect_async(request).await {
-            Ok((socket, _)) => Ok(Self {
-                socket,
-                replies: VecDeque::new(),
-                events: VecDeque::new(),
-            }),
+            Ok((socket, _)) => Ok(Self::over(socket)),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 Err(response.status().as_u16())
             }
             Err(e) => panic!("websocket handshake: {e}"),
         }
+    }
+
+    /// Connects to `url` as the principal of `token` (`Authorization: Bearer <token>`).
+    ///
+    /// # Panics
+    /// If the server refuses the handshake.
+    pub async fn connect_as(url: &str, token: &str) -> Self {
+        let auth = format!("Bearer {token}");
+        Self::connect_with(url, &[("authorization", auth.as_str())])
+            .await
+            .unwrap_or_else(|status| panic!("handshake refused with HTTP {status}"))
     }
 
     /// How many frames (replies and events) have arrived and not been taken yet, after reading
@@ -432,6 +943,69 @@ impl WsClient {
     pub async fn request(&mut self, frame: Value) -> Value {
         self.send(frame).await;
         self.recv_reply().await
+    }
+
+    /// Sends `{"stream": stream, "payload": {"action": action, "request_id": …, <args>}}` and
+    /// returns its reply (events arriving meanwhile are kept). The request_id is the one in
+    /// `args` if it has one (to tag a subscription's events, say), else a fresh one of this
+    /// client (`"r1"`, `"r2"`, …).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut ws: rest_live::testing::WsClient) {
+    /// use serde_json::json;
+    /// let reply = ws.call("tasks", "subscribe", json!({"request_id": "home", "group": {"list_id": 1}})).await;
+    /// assert_eq!(reply.status, 201, "{reply}");
+    /// let event = ws.next_event().await;
+    /// assert_eq!(event["payload"]["request_id"], "home");
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// If `args` is not an object, or no reply with a `response_status` arrives within
+    /// [`RECV_TIMEOUT`].
+    pub async fn call(&mut self, stream: &str, action: &str, args: Value) -> WsReply {
+        let mut args = object_of(args, "call");
+        let request_id = args.remove("request_id").unwrap_or_else(|| {
+            let id = format!("r{}", self.next_request);
+            self.next_request += 1;
+            Value::from(id)
+        });
+        let mut payload = Map::new();
+        payload.insert("action".into(), Value::from(action));
+        payload.insert("request_id".into(), request_id);
+        payload.extend(args);
+        self.call_frame(json!({ "stream": stream, "payload": payload }))
+            .await
+    }
+
+    /// Like [`call`](Self::call), for a request frame made by hand (one without a request_id,
+    /// say: see [`frame`]): sends it as it is and returns its reply.
+    ///
+    /// # Panics
+    /// If no reply with a `response_status` arrives within [`RECV_TIMEOUT`].
+    pub async fn call_frame(&mut self, request: Value) -> WsReply {
+        let frame = self.request(request.clone()).await;
+        let p = &frame["payload"];
+        let status = p["response_status"]
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or_else(|| panic!("a reply with a response_status: {request} -> {frame}"));
+        WsReply {
+            data: p["data"].clone(),
+            errors: p["errors"].clone(),
+            status,
+            request,
+            frame,
+        }
+    }
+
+    /// The next event frame: [`recv_event`](Self::recv_event) by the name that reads best next
+    /// to [`call`](Self::call).
+    ///
+    /// # Panics
+    /// If none arrives within [`RECV_TIMEOUT`].
+    pub async fn next_event(&mut self) -> Value {
+        self.recv_event().await
     }
 
     /// The next reply frame.

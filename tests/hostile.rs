@@ -19,8 +19,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{
     Config as ProptestConfig, RngAlgorithm, TestCaseError, TestRng, TestRunner,
 };
-use reqwest::Method;
-use rest_live::testing::{Closed, TestServer};
+use rest_live::testing::{Closed, Method, TestServer};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
@@ -45,15 +44,9 @@ async fn seed(server: &TestServer) {
 async fn dump(server: &TestServer) -> Value {
     let mut out = serde_json::Map::new();
     for stream in ["lists", "tasks"] {
-        let response = server
-            .http()
-            .get(server.url(&format!("/api/{stream}/?limit=1000")))
-            .send()
-            .await
-            .expect("GET for the dump");
-        assert_eq!(response.status().as_u16(), 200, "the server still serves");
-        let body: Value =
-            serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
+        let response = server.get(&format!("/api/{stream}/?limit=1000")).await;
+        assert_eq!(response.status, 200, "the server still serves");
+        let body = response.json();
         assert!(body["count"].as_i64().expect("count") < 1000);
         out.insert(stream.into(), body["results"].clone());
     }
@@ -232,15 +225,11 @@ fn refused(
     errors: Errors,
 ) -> WsCase {
     WsCase {
-        name,
-        frame: Frame::Text(text.into()),
         stream: json!(stream),
         action: json!(action),
         request_id: json!("h"),
         status,
-        errors,
-        data: Data::Null,
-        effect: Effect::None,
+        ..malformed(name, text, errors)
     }
 }
 
@@ -255,15 +244,9 @@ fn valid(
     effect: Effect,
 ) -> WsCase {
     WsCase {
-        name,
-        frame: Frame::Text(text.into()),
-        stream: json!(stream),
-        action: json!(action),
-        request_id: json!("h"),
-        status,
-        errors: exact(json!([])),
         data,
         effect,
+        ..refused(name, text, stream, action, status, exact(json!([])))
     }
 }
 
@@ -277,6 +260,37 @@ fn tasks(action: &str, rest: &str) -> String {
     };
     format!(
         r#"{{"stream": "tasks", "payload": {{"action": "{action}", "request_id": "h"{rest}}}}}"#
+    )
+}
+
+/// [`refused`] for `tasks(action, rest)`: the reply echoes `"tasks"` and `action`.
+fn refused_on_tasks(
+    name: &'static str,
+    action: &str,
+    rest: &str,
+    status: u16,
+    errors: Errors,
+) -> WsCase {
+    refused(name, tasks(action, rest), "tasks", action, status, errors)
+}
+
+/// [`valid`] for `tasks(action, rest)`.
+fn valid_on_tasks(
+    name: &'static str,
+    action: &str,
+    rest: &str,
+    status: u16,
+    data: Data,
+    effect: Effect,
+) -> WsCase {
+    valid(
+        name,
+        tasks(action, rest),
+        "tasks",
+        action,
+        status,
+        data,
+        effect,
     )
 }
 
@@ -395,17 +409,13 @@ fn ws_cases() -> Vec<WsCase> {
             ),
             recursion(),
         ),
-        refused(
+        refused_on_tasks(
             "100 nested arrays as text (under the limit)",
-            tasks(
-                "create",
-                &format!(
-                    r#""data": {{"text": {}, "list_id": 1}}"#,
-                    nested_arrays(100)
-                ),
-            ),
-            "tasks",
             "create",
+            &format!(
+                r#""data": {{"text": {}, "list_id": 1}}"#,
+                nested_arrays(100)
+            ),
             400,
             exact(json!([{"text": ["Invalid value: invalid type: sequence, expected a string."]}])),
         ),
@@ -474,19 +484,17 @@ fn ws_cases() -> Vec<WsCase> {
             r#"{"stream": "tasks", "payload": {"action": "list", "request_id": 1e400}}"#,
             Errors::StartsWith("Invalid JSON: number out of range at line 1 column"),
         ),
-        refused(
+        refused_on_tasks(
             "unknown action",
-            tasks("frobnicate", ""),
-            "tasks",
             "frobnicate",
+            "",
             405,
             one("Method \"frobnicate\" not allowed."),
         ),
-        refused(
+        refused_on_tasks(
             "action with SQL in it",
-            tasks("delete; DROP TABLE tasks", r#""pk": 1"#),
-            "tasks",
             "delete; DROP TABLE tasks",
+            r#""pk": 1"#,
             405,
             one("Method \"delete; DROP TABLE tasks\" not allowed."),
         ),
@@ -536,59 +544,52 @@ fn ws_cases() -> Vec<WsCase> {
             one(&format!("Unknown stream \"tasks; {SQL}\"")),
         ),
         // --- pk of the wrong type or out of range ---
-        refused(
+        refused_on_tasks(
             "pk an object",
-            tasks("delete", r#""pk": {"id": 1}"#),
-            "tasks",
             "delete",
+            r#""pk": {"id": 1}"#,
             400,
             bad_pk("invalid type: map"),
         ),
-        refused(
+        refused_on_tasks(
             "pk an array",
-            tasks("delete", r#""pk": [1]"#),
-            "tasks",
             "delete",
+            r#""pk": [1]"#,
             400,
             bad_pk("invalid type: sequence"),
         ),
-        refused(
+        refused_on_tasks(
             "pk a boolean",
-            tasks("delete", r#""pk": true"#),
-            "tasks",
             "delete",
+            r#""pk": true"#,
             400,
             bad_pk("invalid type: boolean `true`"),
         ),
-        refused(
+        refused_on_tasks(
             "pk a float",
-            tasks("patch", r#""pk": 1.5, "data": {"done": true}"#),
-            "tasks",
             "patch",
+            r#""pk": 1.5, "data": {"done": true}"#,
             400,
             bad_pk("invalid type: floating point `1.5`"),
         ),
-        refused(
+        refused_on_tasks(
             "pk 2^70",
-            tasks("delete", &format!(r#""pk": {BIG}"#)),
-            "tasks",
             "delete",
+            &format!(r#""pk": {BIG}"#),
             400,
             bad_pk(&format!("invalid type: floating point `{BIG_F}`")),
         ),
-        refused(
+        refused_on_tasks(
             "pk 2^40 (an i64, not an i32)",
-            tasks("delete", r#""pk": 1099511627776"#),
-            "tasks",
             "delete",
+            r#""pk": 1099511627776"#,
             400,
             bad_pk("invalid value: integer `1099511627776`"),
         ),
-        refused(
+        refused_on_tasks(
             "pk i64::MIN",
-            tasks("retrieve", r#""pk": -9223372036854775808"#),
-            "tasks",
             "retrieve",
+            r#""pk": -9223372036854775808"#,
             400,
             bad_pk("invalid value: integer `-9223372036854775808`"),
         ),
@@ -597,44 +598,39 @@ fn ws_cases() -> Vec<WsCase> {
             tasks("delete", r#""pk": 1e400"#),
             Errors::StartsWith("Invalid JSON: number out of range at line 1 column"),
         ),
-        refused(
+        refused_on_tasks(
             "pk SQL as a string",
-            tasks("delete", r#""pk": "1 OR 1=1""#),
-            "tasks",
             "delete",
+            r#""pk": "1 OR 1=1""#,
             400,
             bad_pk("invalid type: string \"1 OR 1=1\""),
         ),
-        refused(
+        refused_on_tasks(
             "pk null",
-            tasks("delete", r#""pk": null"#),
-            "tasks",
             "delete",
+            r#""pk": null"#,
             400,
             one("\"pk\" is required."),
         ),
-        refused(
+        refused_on_tasks(
             "pk negative: no such object",
-            tasks("delete", r#""pk": -1"#),
-            "tasks",
             "delete",
+            r#""pk": -1"#,
             404,
             one("Not found"),
         ),
-        refused(
+        refused_on_tasks(
             "pk i32::MAX: no such object",
-            tasks("retrieve", r#""pk": 2147483647"#),
-            "tasks",
             "retrieve",
+            r#""pk": 2147483647"#,
             404,
             one("Not found"),
         ),
         // --- duplicate keys: serde_json keeps the last ---
-        valid(
+        valid_on_tasks(
             "duplicate pk: the last one counts",
-            tasks("retrieve", r#""pk": 999, "pk": 1"#),
-            "tasks",
             "retrieve",
+            r#""pk": 999, "pk": 1"#,
             200,
             Data::Exact(task1.clone()),
             Effect::None,
@@ -657,84 +653,64 @@ fn ws_cases() -> Vec<WsCase> {
             Data::Exact(json!({"id": 1, "name": "Groceries"})),
             Effect::None,
         ),
-        valid(
+        valid_on_tasks(
             "duplicate field in data: the last one is stored",
-            tasks(
-                "create",
-                r#""data": {"text": "first", "list_id": 1, "text": "second"}"#,
-            ),
-            "tasks",
             "create",
+            r#""data": {"text": "first", "list_id": 1, "text": "second"}"#,
             201,
             Data::Fields(json!({"text": "second", "list_id": 1, "done": false})),
             Effect::Created("tasks"),
         ),
         // --- unknown fields ---
-        valid(
+        valid_on_tasks(
             "unknown payload fields are ignored",
-            tasks(
-                "retrieve",
-                r#""pk": 1, "evil": {"$where": "1"}, "__proto__": null"#,
-            ),
-            "tasks",
             "retrieve",
+            r#""pk": 1, "evil": {"$where": "1"}, "__proto__": null"#,
             200,
             Data::Exact(task1.clone()),
             Effect::None,
         ),
-        refused(
+        refused_on_tasks(
             "unknown field in data",
-            tasks(
-                "create",
-                r#""data": {"text": "a", "list_id": 1, "is_admin": true}"#,
-            ),
-            "tasks",
             "create",
+            r#""data": {"text": "a", "list_id": 1, "is_admin": true}"#,
             400,
             exact(json!([{"is_admin": ["Unknown field."]}])),
         ),
-        refused(
+        refused_on_tasks(
             "__proto__ in data",
-            tasks("patch", r#""pk": 1, "data": {"__proto__": {"done": true}}"#),
-            "tasks",
             "patch",
+            r#""pk": 1, "data": {"__proto__": {"done": true}}"#,
             400,
             exact(json!([{"__proto__": ["Unknown field."]}])),
         ),
-        valid(
+        valid_on_tasks(
             "a read-only field in data is ignored",
-            tasks("patch", r#""pk": 1, "data": {"id": 555}"#),
-            "tasks",
             "patch",
+            r#""pk": 1, "data": {"id": 555}"#,
             200,
             Data::Exact(task1.clone()),
             Effect::Updated("tasks"),
         ),
         // --- wrong types and huge numbers in data ---
-        refused(
+        refused_on_tasks(
             "data a string",
-            tasks("create", r#""data": "text""#),
-            "tasks",
             "create",
+            r#""data": "text""#,
             400,
             one("\"data\" must be an object."),
         ),
-        refused(
+        refused_on_tasks(
             "data an array",
-            tasks("patch", r#""pk": 1, "data": [["done", true]]"#),
-            "tasks",
             "patch",
+            r#""pk": 1, "data": [["done", true]]"#,
             400,
             one("\"data\" must be an object."),
         ),
-        refused(
+        refused_on_tasks(
             "every field of the wrong type",
-            tasks(
-                "create",
-                r#""data": {"text": 5, "done": "yes", "list_id": "1"}"#,
-            ),
-            "tasks",
             "create",
+            r#""data": {"text": 5, "done": "yes", "list_id": "1"}"#,
             400,
             exact(json!([{
                 "done": ["Invalid value: invalid type: string \"yes\", expected a boolean."],
@@ -742,34 +718,28 @@ fn ws_cases() -> Vec<WsCase> {
                 "text": ["Invalid value: invalid type: integer `5`, expected a string."],
             }])),
         ),
-        refused(
+        refused_on_tasks(
             "list_id 2^70",
-            tasks(
-                "create",
-                &format!(r#""data": {{"text": "a", "list_id": {BIG}}}"#),
-            ),
-            "tasks",
             "create",
+            &format!(r#""data": {{"text": "a", "list_id": {BIG}}}"#),
             400,
             exact(json!([{
                 "list_id": [format!("Invalid value: invalid type: floating point `{BIG_F}`, expected i32.")],
             }])),
         ),
-        refused(
+        refused_on_tasks(
             "list_id 2^40",
-            tasks("patch", r#""pk": 1, "data": {"list_id": 1099511627776}"#),
-            "tasks",
             "patch",
+            r#""pk": 1, "data": {"list_id": 1099511627776}"#,
             400,
             exact(json!([{
                 "list_id": ["Invalid value: invalid value: integer `1099511627776`, expected i32."],
             }])),
         ),
-        refused(
+        refused_on_tasks(
             "list_id of a list that does not exist",
-            tasks("create", r#""data": {"text": "a", "list_id": 2147483647}"#),
-            "tasks",
             "create",
+            r#""data": {"text": "a", "list_id": 2147483647}"#,
             409,
             Errors::StartsWith("foreign key constraint violated: "),
         ),
@@ -779,14 +749,10 @@ fn ws_cases() -> Vec<WsCase> {
             Errors::StartsWith("Invalid JSON: number out of range at line 1 column"),
         ),
         // --- odd text, stored verbatim where the field accepts it ---
-        valid(
+        valid_on_tasks(
             "SQL-looking text is stored verbatim",
-            tasks(
-                "create",
-                &format!(r#""data": {{"text": {}, "list_id": 1}}"#, json!(SQL)),
-            ),
-            "tasks",
             "create",
+            &format!(r#""data": {{"text": {}, "list_id": 1}}"#, json!(SQL)),
             201,
             Data::Fields(json!({"text": SQL, "list_id": 1})),
             Effect::Created("tasks"),
@@ -804,11 +770,10 @@ fn ws_cases() -> Vec<WsCase> {
             Effect::Created("lists"),
         ),
         // Text fields refuse NUL (PostgreSQL cannot store it; both backends agree), like DRF.
-        refused(
+        refused_on_tasks(
             "NUL inside text is refused",
-            tasks("create", r#""data": {"text": "a\u0000b", "list_id": 1}"#),
-            "tasks",
             "create",
+            r#""data": {"text": "a\u0000b", "list_id": 1}"#,
             400,
             exact(json!([{"text": ["Null characters are not allowed."]}])),
         ),
@@ -820,56 +785,40 @@ fn ws_cases() -> Vec<WsCase> {
             400,
             exact(json!([{"name": ["Null characters are not allowed."]}])),
         ),
-        valid(
+        valid_on_tasks(
             "RTL and direction marks are stored verbatim",
-            tasks(
-                "patch",
-                &format!(r#""pk": 2, "data": {{"text": {}}}"#, json!(RTL)),
-            ),
-            "tasks",
             "patch",
+            &format!(r#""pk": 2, "data": {{"text": {}}}"#, json!(RTL)),
             200,
             Data::Fields(json!({"id": 2, "text": RTL})),
             Effect::Updated("tasks"),
         ),
-        valid(
+        valid_on_tasks(
             "emoji (ZWJ sequences) are stored verbatim",
-            tasks(
-                "create",
-                &format!(r#""data": {{"text": {}, "list_id": 2}}"#, json!(EMOJI)),
-            ),
-            "tasks",
             "create",
+            &format!(r#""data": {{"text": {}, "list_id": 2}}"#, json!(EMOJI)),
             201,
             Data::Fields(json!({"text": EMOJI.trim(), "list_id": 2})),
             Effect::Created("tasks"),
         ),
-        valid(
+        valid_on_tasks(
             "140 emoji fit max_length = 140 (characters, not bytes)",
-            tasks(
-                "create",
-                &format!(
-                    r#""data": {{"text": "{}", "list_id": 2}}"#,
-                    "🦀".repeat(140)
-                ),
-            ),
-            "tasks",
             "create",
+            &format!(
+                r#""data": {{"text": "{}", "list_id": 2}}"#,
+                "🦀".repeat(140)
+            ),
             201,
             Data::Fields(json!({"text": "🦀".repeat(140)})),
             Effect::Created("tasks"),
         ),
-        refused(
+        refused_on_tasks(
             "141 emoji do not",
-            tasks(
-                "create",
-                &format!(
-                    r#""data": {{"text": "{}", "list_id": 2}}"#,
-                    "🦀".repeat(141)
-                ),
-            ),
-            "tasks",
             "create",
+            &format!(
+                r#""data": {{"text": "{}", "list_id": 2}}"#,
+                "🦀".repeat(141)
+            ),
             400,
             exact(json!([{"text": ["Ensure this field has no more than 140 characters."]}])),
         ),
@@ -895,125 +844,108 @@ fn ws_cases() -> Vec<WsCase> {
                 "Invalid JSON: control character (\\u0000-\\u001F) found while parsing a string at line 1",
             ),
         ),
-        refused(
+        refused_on_tasks(
             "only invisible whitespace is blank",
-            tasks(
-                "create",
-                r#""data": {"text": "\u2003\u00a0\t\n", "list_id": 1}"#,
-            ),
-            "tasks",
             "create",
+            r#""data": {"text": "\u2003\u00a0\t\n", "list_id": 1}"#,
             400,
             exact(json!([{"text": ["This field may not be blank."]}])),
         ),
         // --- list: absurd limit, offset and filters ---
-        valid(
+        valid_on_tasks(
             "limit i64::MAX is clamped to the maximum page",
-            tasks("list", r#""limit": 9223372036854775807"#),
-            "tasks",
             "list",
+            r#""limit": 9223372036854775807"#,
             200,
             Data::Fields(json!({"limit": 1000, "offset": 0})),
             Effect::None,
         ),
-        valid(
+        valid_on_tasks(
             "offset i64::MAX is an empty page",
-            tasks("list", r#""offset": 9223372036854775807"#),
-            "tasks",
             "list",
+            r#""offset": 9223372036854775807"#,
             200,
             Data::Fields(json!({"results": [], "limit": 25, "offset": 9223372036854775807_i64})),
             Effect::None,
         ),
-        refused(
+        refused_on_tasks(
             "limit 2^70",
-            tasks("list", &format!(r#""limit": {BIG}"#)),
-            "tasks",
             "list",
+            &format!(r#""limit": {BIG}"#),
             400,
             one("\"limit\": must be an integer."),
         ),
-        refused(
+        refused_on_tasks(
             "offset 2^64 (beyond i64 and u64)",
-            tasks("list", r#""offset": 18446744073709551616"#),
-            "tasks",
             "list",
+            r#""offset": 18446744073709551616"#,
             400,
             one("\"offset\": must be an integer."),
         ),
-        refused(
+        refused_on_tasks(
             "offset u64::MAX",
-            tasks("list", r#""offset": 18446744073709551615"#),
-            "tasks",
             "list",
+            r#""offset": 18446744073709551615"#,
             400,
             one("\"offset\": must be an integer."),
         ),
-        refused(
+        refused_on_tasks(
             "limit zero",
-            tasks("list", r#""limit": 0"#),
-            "tasks",
             "list",
+            r#""limit": 0"#,
             400,
             one("\"limit\": must be at least 1."),
         ),
-        refused(
+        refused_on_tasks(
             "limit i64::MIN",
-            tasks("list", r#""limit": -9223372036854775808"#),
-            "tasks",
             "list",
+            r#""limit": -9223372036854775808"#,
             400,
             one("\"limit\": must be at least 1."),
         ),
-        refused(
+        refused_on_tasks(
             "offset negative",
-            tasks("list", r#""offset": -1"#),
-            "tasks",
             "list",
+            r#""offset": -1"#,
             400,
             one("\"offset\": must not be negative."),
         ),
-        refused(
+        refused_on_tasks(
             "limit a string",
-            tasks("list", r#""limit": "10; DROP TABLE tasks""#),
-            "tasks",
             "list",
+            r#""limit": "10; DROP TABLE tasks""#,
             400,
             one("\"limit\": must be an integer."),
         ),
-        refused(
+        refused_on_tasks(
             "filter list_id 2^70",
-            tasks("list", &format!(r#""data": {{"list_id": {BIG}}}"#)),
-            "tasks",
             "list",
+            &format!(r#""data": {{"list_id": {BIG}}}"#),
             400,
             one(&format!(
                 "Filter list_id: invalid type: floating point `{BIG_F}`, expected i32"
             )),
         ),
-        refused(
+        refused_on_tasks(
             "filter list_id an object",
-            tasks("list", r#""data": {"list_id": {"$gt": 0}}"#),
-            "tasks",
             "list",
+            r#""data": {"list_id": {"$gt": 0}}"#,
             400,
             one("Filter list_id: invalid type: map, expected i32"),
         ),
-        refused(
+        refused_on_tasks(
             "filter on a field with SQL in its name",
-            tasks("list", r#""data": {"list_id = 1 OR 1": 1}"#),
-            "tasks",
             "list",
+            r#""data": {"list_id = 1 OR 1": 1}"#,
             400,
             Errors::StartsWith(
                 "Cannot filter on \"list_id = 1 OR 1\": filterable fields are id, done, list_id",
             ),
         ),
-        refused(
+        refused_on_tasks(
             "filter value SQL",
-            tasks("list", &format!(r#""data": {{"list_id": {}}}"#, json!(SQL))),
-            "tasks",
             "list",
+            &format!(r#""data": {{"list_id": {}}}"#, json!(SQL)),
             400,
             one(&format!(
                 "Filter list_id: invalid type: string {}, expected i32",
@@ -1021,83 +953,68 @@ fn ws_cases() -> Vec<WsCase> {
             )),
         ),
         // --- subscriptions with bad arguments ---
-        refused(
+        refused_on_tasks(
             "group key unknown",
-            tasks("subscribe", r#""group": {"text": "a"}"#),
-            "tasks",
             "subscribe",
+            r#""group": {"text": "a"}"#,
             400,
             one("Unknown group key \"text\": declared group keys are list_id."),
         ),
-        refused(
+        refused_on_tasks(
             "group of two keys",
-            tasks("subscribe", r#""group": {"list_id": 1, "id": 2}"#),
-            "tasks",
             "subscribe",
+            r#""group": {"list_id": 1, "id": 2}"#,
             400,
             one("\"group\" must be an object with exactly one group key (list_id) and its value."),
         ),
-        refused(
+        refused_on_tasks(
             "group value 2^70",
-            tasks("subscribe", &format!(r#""group": {{"list_id": {BIG}}}"#)),
-            "tasks",
             "subscribe",
+            &format!(r#""group": {{"list_id": {BIG}}}"#),
             400,
             one(&format!(
                 "Invalid value for group key list_id: invalid type: floating point `{BIG_F}`, expected i32"
             )),
         ),
-        refused(
+        refused_on_tasks(
             "since negative",
-            tasks("subscribe", r#""group": {"list_id": 1}, "since": -1"#),
-            "tasks",
             "subscribe",
+            r#""group": {"list_id": 1}, "since": -1"#,
             400,
             one("\"since\" must be a non-negative integer."),
         ),
-        refused(
+        refused_on_tasks(
             "since 2^70",
-            tasks(
-                "subscribe",
-                &format!(r#""group": {{"list_id": 1}}, "since": {BIG}"#),
-            ),
-            "tasks",
             "subscribe",
+            &format!(r#""group": {{"list_id": 1}}, "since": {BIG}"#),
             400,
             one("\"since\" must be a non-negative integer."),
         ),
-        refused(
+        refused_on_tasks(
             "since i64::MAX: never handed out",
-            tasks(
-                "subscribe",
-                r#""group": {"list_id": 1}, "since": 9223372036854775807"#,
-            ),
-            "tasks",
             "subscribe",
+            r#""group": {"list_id": 1}, "since": 9223372036854775807"#,
             410,
             one("resync required"),
         ),
-        refused(
+        refused_on_tasks(
             "snapshot not a boolean",
-            tasks("subscribe", r#""group": {"list_id": 1}, "snapshot": "yes""#),
-            "tasks",
             "subscribe",
+            r#""group": {"list_id": 1}, "snapshot": "yes""#,
             400,
             one("\"snapshot\" must be a boolean."),
         ),
-        refused(
+        refused_on_tasks(
             "instance subscription with a pk object",
-            tasks("subscribe_instance", r#""pk": {"id": 1}"#),
-            "tasks",
             "subscribe_instance",
+            r#""pk": {"id": 1}"#,
             400,
             bad_pk("invalid type: map"),
         ),
-        refused(
+        refused_on_tasks(
             "unsubscribe from nothing",
-            tasks("unsubscribe", ""),
-            "tasks",
             "unsubscribe",
+            "",
             404,
             one("Not found"),
         ),
@@ -1691,21 +1608,14 @@ async fn hostile_http_requests_get_their_exact_response_and_change_nothing() {
     seed(&server).await;
     let cases = http_cases();
     assert!(cases.len() >= 20, "{} rows", cases.len());
-    let client = server.http();
 
     for case in cases {
         let before = dump(&server).await;
-        let mut request = client.request(case.method.clone(), server.url(&case.path));
-        if let Some(content_type) = case.content_type {
-            request = request.header("content-type", content_type);
-        }
-        let response = request
-            .body(case.body.clone())
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
+        let response = server
+            .request(case.method.clone(), &case.path)
+            .body(case.content_type, case.body.clone())
+            .await;
+        let (status, text) = (response.status, response.text);
         let context = format!("{}: {status} {text}", case.name);
         assert_eq!(status, case.status, "{context}");
         let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{context}: {e}"));
@@ -2013,15 +1923,20 @@ fn thousands_of_random_frames_get_one_reply_each_on_a_socket_that_survives() {
 /// Sends `request` on a fresh TCP connection and returns the response head.
 async fn raw_http(server: &TestServer, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect to the server");
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         let n = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf))
             .await
             .expect("no response head within 5 s")
-            .unwrap();
+            .expect("read the response");
         assert!(n > 0, "connection closed before a response head: {head:?}");
         head.extend_from_slice(&buf[..n]);
     }

@@ -4,158 +4,25 @@ mod common;
 
 use std::time::Duration;
 
-use reqwest::Method;
-use reqwest::header::{ALLOW, CONTENT_TYPE, HeaderMap, LOCATION};
-use rest_live::testing::{TestServer, WsClient};
+use reqwest::header::{ALLOW, CONTENT_TYPE, LOCATION};
+use rest_live::testing::{Method, TestServer, WsClient};
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// What came back: status, headers and the raw body text.
-struct Response {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Response {
-    /// The body as JSON (panics with the body text if it is not JSON).
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
-    }
-
-    fn header(&self, name: reqwest::header::HeaderName) -> Option<&str> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ASCII header"))
-    }
-
-    /// Asserts the status and a JSON body (with a JSON content type); returns the body.
-    #[track_caller]
-    fn expect(&self, status: u16) -> Value {
-        assert_eq!(self.status, status, "body: {}", self.body);
-        assert_eq!(
-            self.header(CONTENT_TYPE),
-            Some("application/json"),
-            "status {status}, body: {}",
-            self.body
-        );
-        self.json()
-    }
-
-    /// Asserts an error status with body `{"errors": [<one string>]}`; returns the message.
-    #[track_caller]
-    fn expect_error(&self, status: u16) -> String {
-        let body = self.expect(status);
-        let errors = body["errors"].as_array().expect("an errors list");
-        assert_eq!(errors.len(), 1, "{body}");
-        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{body}");
-        let message = errors[0]
-            .as_str()
-            .unwrap_or_else(|| panic!("a string error: {body}"));
-        assert!(!message.is_empty(), "{body}");
-        message.to_owned()
-    }
-
-    /// Asserts 400 with body `{"errors": [{"<field>": [..messages]}]}`, exactly these fields;
-    /// returns that object.
-    #[track_caller]
-    fn expect_field_errors(&self, fields: &[&str]) -> Value {
-        let body = self.expect(400);
-        assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{body}");
-        let errors = body["errors"].as_array().expect("an errors list");
-        assert_eq!(errors.len(), 1, "{body}");
-        let object = errors[0].as_object().unwrap_or_else(|| panic!("{body}"));
-        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
-        keys.sort_unstable();
-        let mut expected = fields.to_vec();
-        expected.sort_unstable();
-        assert_eq!(keys, expected, "{body}");
-        for (field, messages) in object {
-            let messages = messages
-                .as_array()
-                .unwrap_or_else(|| panic!("{field}: {body}"));
-            assert!(!messages.is_empty(), "{body}");
-            assert!(
-                messages
-                    .iter()
-                    .all(|m| m.as_str().is_some_and(|s| !s.is_empty())),
-                "{body}"
-            );
-        }
-        errors[0].clone()
-    }
-}
-
-/// Sends `method path` with an optional JSON body (`Content-Type: application/json`).
-async fn send(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> Response {
-    match body {
-        Some(body) => {
-            send_raw(
-                server,
-                method,
-                path,
-                Some("application/json"),
-                body.to_string(),
-            )
-            .await
-        }
-        None => send_raw(server, method, path, None, String::new()).await,
-    }
-}
-
-/// Sends `method path` with exactly this content type (or none) and body.
-async fn send_raw(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    content_type: Option<&str>,
-    body: impl Into<reqwest::Body>,
-) -> Response {
-    let mut request = server.http().request(method.clone(), server.url(path));
-    if let Some(content_type) = content_type {
-        request = request.header(CONTENT_TYPE, content_type);
-    }
-    let response = request
-        .body(body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response.text().await.expect("response body");
-    Response {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn get(server: &TestServer, path: &str) -> Response {
-    send(server, Method::GET, path, None).await
-}
-
-async fn post(server: &TestServer, path: &str, body: Value) -> Response {
-    send(server, Method::POST, path, Some(body)).await
-}
-
 /// Creates a task over HTTP and returns the stored object.
 async fn create_task(server: &TestServer, text: &str, list_id: i64) -> Value {
-    post(
-        server,
-        "/api/tasks/",
-        json!({"text": text, "list_id": list_id}),
-    )
-    .await
-    .expect(201)
+    server
+        .post("/api/tasks/", json!({"text": text, "list_id": list_id}))
+        .await
+        .expect(201)
 }
 
 /// Every task, in pk order.
 async fn all_tasks(server: &TestServer) -> Value {
-    get(server, "/api/tasks/?limit=1000").await.expect(200)["results"].clone()
+    server.get("/api/tasks/?limit=1000").await.expect(200)["results"].clone()
 }
 
 /// Asserts that the stored tasks are exactly `expected` (a JSON array): a rejected write changed nothing.
@@ -176,12 +43,10 @@ fn ids(page: &Value) -> Vec<i64> {
 /// A WebSocket client subscribed to the tasks of list `list_id` with request_id `"s"`.
 async fn subscribe_list(server: &TestServer, list_id: i64) -> WsClient {
     let mut ws = server.ws().await;
-    let reply = ws
-        .request(json!({"stream": "tasks", "payload": {
-            "action": "subscribe", "request_id": "s", "group": {"list_id": list_id}}}))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
-    assert!(reply["payload"]["data"]["seq"].is_i64(), "{reply}");
+    let group = json!({"request_id": "s", "group": {"list_id": list_id}});
+    let reply = ws.call("tasks", "subscribe", group).await;
+    assert_eq!(reply.status, 201, "{reply}");
+    assert!(reply.data["seq"].is_i64(), "{reply}");
     ws
 }
 
@@ -207,7 +72,7 @@ const SILENCE: Duration = Duration::from_millis(300);
 #[tokio::test]
 async fn list_empty() {
     let server = common::server().await;
-    let body = get(&server, "/api/tasks/").await.expect(200);
+    let body = server.get("/api/tasks/").await.expect(200);
     assert_eq!(
         body,
         json!({"count": 0, "results": [], "limit": 25, "offset": 0})
@@ -220,24 +85,21 @@ async fn list_trailing_slash_is_optional() {
     let list = common::create_list(&server, "home").await;
     let task = create_task(&server, "milk", list).await;
     let expected = json!({"count": 1, "results": [task], "limit": 25, "offset": 0});
-    assert_eq!(get(&server, "/api/tasks").await.expect(200), expected);
-    assert_eq!(get(&server, "/api/tasks/").await.expect(200), expected);
+    assert_eq!(server.get("/api/tasks").await.expect(200), expected);
+    assert_eq!(server.get("/api/tasks/").await.expect(200), expected);
     assert_eq!(
-        get(&server, "/api/tasks?limit=25").await.expect(200),
+        server.get("/api/tasks?limit=25").await.expect(200),
         expected
     );
     // And on objects.
     let path = format!("/api/tasks/{}", task["id"]);
-    assert_eq!(get(&server, &path).await.expect(200), task);
-    assert_eq!(get(&server, &format!("{path}/")).await.expect(200), task);
+    assert_eq!(server.get(&path).await.expect(200), task);
+    assert_eq!(server.get(&format!("{path}/")).await.expect(200), task);
     // Creating without the slash works too.
-    let created = post(
-        &server,
-        "/api/tasks",
-        json!({"text": "eggs", "list_id": list}),
-    )
-    .await
-    .expect(201);
+    let created = server
+        .post("/api/tasks", json!({"text": "eggs", "list_id": list}))
+        .await
+        .expect(201);
     assert_eq!(created["text"], "eggs");
 }
 
@@ -251,7 +113,7 @@ async fn list_pagination() {
     }
 
     // Default page: the first 25, in pk order.
-    let page = get(&server, "/api/tasks/").await.expect(200);
+    let page = server.get("/api/tasks/").await.expect(200);
     assert_eq!(page["count"], 30);
     assert_eq!(page["limit"], 25);
     assert_eq!(page["offset"], 0);
@@ -261,7 +123,8 @@ async fn list_pagination() {
         json!({"id": 1, "text": "task 1", "done": false, "list_id": list})
     );
 
-    let page = get(&server, "/api/tasks/?limit=5&offset=10")
+    let page = server
+        .get("/api/tasks/?limit=5&offset=10")
         .await
         .expect(200);
     assert_eq!(page["count"], 30);
@@ -270,24 +133,24 @@ async fn list_pagination() {
     assert_eq!(ids(&page), vec![11, 12, 13, 14, 15]);
 
     // The last, partial page, and a page past the end.
-    let page = get(&server, "/api/tasks/?offset=25").await.expect(200);
+    let page = server.get("/api/tasks/?offset=25").await.expect(200);
     assert_eq!(ids(&page), vec![26, 27, 28, 29, 30]);
     assert_eq!(
         (page["count"].clone(), page["limit"].clone()),
         (json!(30), json!(25))
     );
-    let page = get(&server, "/api/tasks/?offset=100").await.expect(200);
+    let page = server.get("/api/tasks/?offset=100").await.expect(200);
     assert_eq!(
         page,
         json!({"count": 30, "results": [], "limit": 25, "offset": 100})
     );
 
     // Above the maximum: clamped to 1000.
-    let page = get(&server, "/api/tasks/?limit=5000").await.expect(200);
+    let page = server.get("/api/tasks/?limit=5000").await.expect(200);
     assert_eq!(page["limit"], 1000);
     assert_eq!(page["count"], 30);
     assert_eq!(ids(&page), (1..=30).collect::<Vec<_>>());
-    let page = get(&server, "/api/tasks/?limit=1000").await.expect(200);
+    let page = server.get("/api/tasks/?limit=1000").await.expect(200);
     assert_eq!(page["limit"], 1000);
 }
 
@@ -303,7 +166,7 @@ async fn list_invalid_paging_is_400() {
         "offset=-1",
         "offset=abc",
     ] {
-        let response = get(&server, &format!("/api/tasks/?{query}")).await;
+        let response = server.get(&format!("/api/tasks/?{query}")).await;
         let message = response.expect_error(400);
         let name = query.split('=').next().unwrap_or_default();
         assert!(message.contains(name), "{query}: {message}");
@@ -318,57 +181,58 @@ async fn list_filters() {
     let milk = create_task(&server, "milk", home).await;
     let report = create_task(&server, "report", work).await;
     let eggs = create_task(&server, "eggs", home).await;
-    let eggs = send(
-        &server,
-        Method::PATCH,
-        &format!("/api/tasks/{}/", eggs["id"]),
-        Some(json!({"done": true})),
-    )
-    .await
-    .expect(200);
+    let eggs = server
+        .patch(
+            &format!("/api/tasks/{}/", eggs["id"]),
+            json!({"done": true}),
+        )
+        .await
+        .expect(200);
 
-    let page = get(&server, &format!("/api/tasks/?list_id={home}"))
+    let page = server
+        .get(&format!("/api/tasks/?list_id={home}"))
         .await
         .expect(200);
     assert_eq!(
         page,
         json!({"count": 2, "results": [milk, eggs], "limit": 25, "offset": 0})
     );
-    let page = get(&server, &format!("/api/tasks/?list_id={work}"))
+    let page = server
+        .get(&format!("/api/tasks/?list_id={work}"))
         .await
         .expect(200);
     assert_eq!(page["results"], json!([report]));
     assert_eq!(page["count"], 1);
 
-    let page = get(&server, "/api/tasks/?done=true").await.expect(200);
+    let page = server.get("/api/tasks/?done=true").await.expect(200);
     assert_eq!(page["results"], json!([eggs]));
     assert_eq!(page["count"], 1);
     // The pk is filterable too.
-    let page = get(&server, &format!("/api/tasks/?id={}", report["id"]))
+    let page = server
+        .get(&format!("/api/tasks/?id={}", report["id"]))
         .await
         .expect(200);
     assert_eq!(page["results"], json!([report]));
-    let page = get(&server, "/api/tasks/?done=false").await.expect(200);
+    let page = server.get("/api/tasks/?done=false").await.expect(200);
     assert_eq!(page["results"], json!([milk, report]));
     assert_eq!(page["count"], 2);
 
     // Filters combine (AND), and with paging.
-    let page = get(&server, &format!("/api/tasks/?list_id={home}&done=false"))
+    let page = server
+        .get(&format!("/api/tasks/?list_id={home}&done=false"))
         .await
         .expect(200);
     assert_eq!(page["results"], json!([milk]));
-    let page = get(
-        &server,
-        &format!("/api/tasks/?list_id={home}&limit=1&offset=1"),
-    )
-    .await
-    .expect(200);
+    let page = server
+        .get(&format!("/api/tasks/?list_id={home}&limit=1&offset=1"))
+        .await
+        .expect(200);
     assert_eq!(
         page,
         json!({"count": 2, "results": [eggs], "limit": 1, "offset": 1})
     );
     // No match is an empty page, not an error.
-    let page = get(&server, "/api/tasks/?list_id=999").await.expect(200);
+    let page = server.get("/api/tasks/?list_id=999").await.expect(200);
     assert_eq!(
         page,
         json!({"count": 0, "results": [], "limit": 25, "offset": 0})
@@ -382,7 +246,7 @@ async fn list_filters() {
         "list_id=abc",
         "list_id=1.5",
     ] {
-        let response = get(&server, &format!("/api/tasks/?{query}")).await;
+        let response = server.get(&format!("/api/tasks/?{query}")).await;
         response.expect_error(400);
     }
 }
@@ -396,12 +260,9 @@ async fn create_returns_201_with_location_and_the_stored_object() {
     let server = common::server().await;
     let list = common::create_list(&server, "home").await;
 
-    let response = post(
-        &server,
-        "/api/tasks/",
-        json!({"text": "  milk ", "list_id": list}),
-    )
-    .await;
+    let response = server
+        .post("/api/tasks/", json!({"text": "  milk ", "list_id": list}))
+        .await;
     let task = response.expect(201);
     // The hook trimmed the text; the id was generated; done took its default.
     assert_eq!(
@@ -410,14 +271,14 @@ async fn create_returns_201_with_location_and_the_stored_object() {
     );
     assert_eq!(response.header(LOCATION), Some("/api/tasks/1/"));
     // The Location is where the object lives.
-    assert_eq!(get(&server, "/api/tasks/1/").await.expect(200), task);
+    assert_eq!(server.get("/api/tasks/1/").await.expect(200), task);
 
-    let response = post(
-        &server,
-        "/api/tasks/",
-        json!({"text": "eggs", "done": true, "list_id": list}),
-    )
-    .await;
+    let response = server
+        .post(
+            "/api/tasks/",
+            json!({"text": "eggs", "done": true, "list_id": list}),
+        )
+        .await;
     let task = response.expect(201);
     assert_eq!(
         task,
@@ -426,7 +287,7 @@ async fn create_returns_201_with_location_and_the_stored_object() {
     assert_eq!(response.header(LOCATION), Some("/api/tasks/2/"));
 
     // Lists too.
-    let response = post(&server, "/api/lists/", json!({"name": " work "})).await;
+    let response = server.post("/api/lists/", json!({"name": " work "})).await;
     assert_eq!(response.expect(201), json!({"id": 2, "name": "work"}));
     assert_eq!(response.header(LOCATION), Some("/api/lists/2/"));
 }
@@ -435,19 +296,19 @@ async fn create_returns_201_with_location_and_the_stored_object() {
 async fn create_ignores_read_only_id() {
     let server = common::server().await;
     let list = common::create_list(&server, "home").await;
-    let response = post(
-        &server,
-        "/api/tasks/",
-        json!({"id": 999, "text": "milk", "list_id": list}),
-    )
-    .await;
+    let response = server
+        .post(
+            "/api/tasks/",
+            json!({"id": 999, "text": "milk", "list_id": list}),
+        )
+        .await;
     let task = response.expect(201);
     assert_eq!(
         task,
         json!({"id": 1, "text": "milk", "done": false, "list_id": list})
     );
     assert_eq!(response.header(LOCATION), Some("/api/tasks/1/"));
-    get(&server, "/api/tasks/999/").await.expect_error(404);
+    server.get("/api/tasks/999/").await.expect_error(404);
 }
 
 #[tokio::test]
@@ -483,32 +344,30 @@ async fn create_validation_errors() {
         ),
     ];
     for (body, fields) in cases {
-        let response = post(&server, "/api/tasks/", body.clone()).await;
+        let response = server.post("/api/tasks/", body.clone()).await;
         assert_eq!(response.header(LOCATION), None, "{body}");
         response.expect_field_errors(fields);
         assert_same(&all_tasks(&server).await, &before);
     }
 
     // The messages say what is wrong.
-    let errors = post(&server, "/api/tasks/", json!({"list_id": list}))
+    let errors = server
+        .post("/api/tasks/", json!({"list_id": list}))
         .await
         .expect_field_errors(&["text"]);
     assert_eq!(errors, json!({"text": ["This field is required."]}));
-    let errors = post(
-        &server,
-        "/api/tasks/",
-        json!({"text": " ", "list_id": list}),
-    )
-    .await
-    .expect_field_errors(&["text"]);
+    let errors = server
+        .post("/api/tasks/", json!({"text": " ", "list_id": list}))
+        .await
+        .expect_field_errors(&["text"]);
     assert_eq!(errors, json!({"text": ["This field may not be blank."]}));
-    let errors = post(
-        &server,
-        "/api/tasks/",
-        json!({"text": "x".repeat(141), "list_id": list}),
-    )
-    .await
-    .expect_field_errors(&["text"]);
+    let errors = server
+        .post(
+            "/api/tasks/",
+            json!({"text": "x".repeat(141), "list_id": list}),
+        )
+        .await
+        .expect_field_errors(&["text"]);
     assert_eq!(
         errors,
         json!({"text": ["Ensure this field has no more than 140 characters."]})
@@ -523,13 +382,10 @@ async fn create_validation_errors() {
 #[tokio::test]
 async fn create_in_a_missing_list_is_409() {
     let server = common::server().await;
-    let message = post(
-        &server,
-        "/api/tasks/",
-        json!({"text": "milk", "list_id": 999}),
-    )
-    .await
-    .expect_error(409);
+    let message = server
+        .post("/api/tasks/", json!({"text": "milk", "list_id": 999}))
+        .await
+        .expect_error(409);
     assert!(message.to_lowercase().contains("foreign key"), "{message}");
     assert_eq!(all_tasks(&server).await, json!([]));
 }
@@ -549,14 +405,10 @@ async fn create_body_must_be_a_json_object() {
         "42",
         "null",
     ] {
-        let response = send_raw(
-            &server,
-            Method::POST,
-            "/api/tasks/",
-            Some("application/json"),
-            body.to_owned(),
-        )
-        .await;
+        let response = server
+            .request(Method::POST, "/api/tasks/")
+            .body(Some("application/json"), body.to_owned())
+            .await;
         response.expect_error(400);
         assert_eq!(all_tasks(&server).await, json!([]), "{body}");
     }
@@ -567,27 +419,19 @@ async fn create_body_must_be_a_json_object() {
         Some("application/x-www-form-urlencoded"),
         None,
     ] {
-        let response = send_raw(
-            &server,
-            Method::POST,
-            "/api/tasks/",
-            content_type,
-            valid.clone(),
-        )
-        .await;
+        let response = server
+            .request(Method::POST, "/api/tasks/")
+            .body(content_type, valid.clone())
+            .await;
         response.expect_error(415);
         assert_eq!(all_tasks(&server).await, json!([]), "{content_type:?}");
     }
 
     // Parameters and case do not matter.
-    let response = send_raw(
-        &server,
-        Method::POST,
-        "/api/tasks/",
-        Some("Application/JSON; charset=utf-8"),
-        valid.clone(),
-    )
-    .await;
+    let response = server
+        .request(Method::POST, "/api/tasks/")
+        .body(Some("Application/JSON; charset=utf-8"), valid.clone())
+        .await;
     assert_eq!(response.expect(201)["text"], "milk");
 }
 
@@ -607,26 +451,18 @@ async fn create_body_over_the_limit_is_413() {
         body
     };
 
-    let response = send_raw(
-        &server,
-        Method::POST,
-        "/api/tasks/",
-        Some("application/json"),
-        body_of(limit + 1),
-    )
-    .await;
+    let response = server
+        .request(Method::POST, "/api/tasks/")
+        .body(Some("application/json"), body_of(limit + 1))
+        .await;
     response.expect_error(413);
     assert_eq!(all_tasks(&server).await, json!([]));
 
     // At the limit the body is read: here it fails validation (text too long), not 413.
-    let response = send_raw(
-        &server,
-        Method::POST,
-        "/api/tasks/",
-        Some("application/json"),
-        body_of(limit),
-    )
-    .await;
+    let response = server
+        .request(Method::POST, "/api/tasks/")
+        .body(Some("application/json"), body_of(limit))
+        .await;
     response.expect_field_errors(&["text"]);
     assert_eq!(all_tasks(&server).await, json!([]));
 
@@ -711,26 +547,26 @@ async fn retrieve() {
     let list = common::create_list(&server, "home").await;
     let task = create_task(&server, "milk", list).await;
 
-    let body = get(&server, &format!("/api/tasks/{}/", task["id"]))
+    let body = server
+        .get(&format!("/api/tasks/{}/", task["id"]))
         .await
         .expect(200);
     assert_eq!(
         body,
         json!({"id": 1, "text": "milk", "done": false, "list_id": list})
     );
-    let body = get(&server, &format!("/api/lists/{list}/"))
-        .await
-        .expect(200);
+    let body = server.get(&format!("/api/lists/{list}/")).await.expect(200);
     assert_eq!(body, json!({"id": list, "name": "home"}));
 
-    let message = get(&server, "/api/tasks/2/").await.expect_error(404);
+    let message = server.get("/api/tasks/2/").await.expect_error(404);
     assert_eq!(message, "Not found");
-    let message = get(&server, "/api/tasks/999/").await.expect_error(404);
+    let message = server.get("/api/tasks/999/").await.expect_error(404);
     assert_eq!(message, "Not found");
 
     // A pk of the wrong type is 400, not 404.
     for pk in ["abc", "1.5", "true", "99999999999999999999"] {
-        get(&server, &format!("/api/tasks/{pk}/"))
+        server
+            .get(&format!("/api/tasks/{pk}/"))
             .await
             .expect_error(400);
     }
@@ -748,29 +584,27 @@ async fn update_replaces_all_writable_fields() {
     let task = create_task(&server, "milk", home).await;
     let path = format!("/api/tasks/{}/", task["id"]);
 
-    let body = send(
-        &server,
-        Method::PUT,
-        &path,
-        Some(json!({"text": " report ", "done": true, "list_id": work})),
-    )
-    .await
-    .expect(200);
+    let body = server
+        .put(
+            &path,
+            json!({"text": " report ", "done": true, "list_id": work}),
+        )
+        .await
+        .expect(200);
     let updated = json!({"id": 1, "text": "report", "done": true, "list_id": work});
     assert_eq!(body, updated);
-    assert_eq!(get(&server, &path).await.expect(200), updated);
+    assert_eq!(server.get(&path).await.expect(200), updated);
 
     // The read-only id in the body is ignored.
-    let body = send(
-        &server,
-        Method::PUT,
-        &path,
-        Some(json!({"id": 5, "text": "report", "done": true, "list_id": work})),
-    )
-    .await
-    .expect(200);
+    let body = server
+        .put(
+            &path,
+            json!({"id": 5, "text": "report", "done": true, "list_id": work}),
+        )
+        .await
+        .expect(200);
     assert_eq!(body, updated);
-    get(&server, "/api/tasks/5/").await.expect_error(404);
+    server.get("/api/tasks/5/").await.expect_error(404);
 }
 
 #[tokio::test]
@@ -782,14 +616,10 @@ async fn update_rejections_change_nothing() {
     let before = all_tasks(&server).await;
 
     // A required field is missing: PUT is not PATCH.
-    let errors = send(
-        &server,
-        Method::PUT,
-        &path,
-        Some(json!({"done": true, "list_id": list})),
-    )
-    .await
-    .expect_field_errors(&["text"]);
+    let errors = server
+        .put(&path, json!({"done": true, "list_id": list}))
+        .await
+        .expect_field_errors(&["text"]);
     assert_eq!(errors, json!({"text": ["This field is required."]}));
     assert_same(&all_tasks(&server).await, &before);
 
@@ -813,70 +643,58 @@ async fn update_rejections_change_nothing() {
         ),
     ];
     for (body, fields) in cases {
-        send(&server, Method::PUT, &path, Some(body.clone()))
+        server
+            .put(&path, body.clone())
             .await
             .expect_field_errors(fields);
         assert_same(&all_tasks(&server).await, &before);
     }
 
     // Moving to a list that does not exist.
-    let message = send(
-        &server,
-        Method::PUT,
-        &path,
-        Some(json!({"text": "eggs", "done": true, "list_id": 999})),
-    )
-    .await
-    .expect_error(409);
+    let message = server
+        .put(&path, json!({"text": "eggs", "done": true, "list_id": 999}))
+        .await
+        .expect_error(409);
     assert!(message.to_lowercase().contains("foreign key"), "{message}");
     assert_same(&all_tasks(&server).await, &before);
 
     // Bodies.
-    send_raw(
-        &server,
-        Method::PUT,
-        &path,
-        Some("application/json"),
-        "nope",
-    )
-    .await
-    .expect_error(400);
-    send_raw(&server, Method::PUT, &path, Some("application/json"), "[]")
+    server
+        .request(Method::PUT, &path)
+        .body(Some("application/json"), "nope")
+        .await
+        .expect_error(400);
+    server
+        .request(Method::PUT, &path)
+        .body(Some("application/json"), "[]")
         .await
         .expect_error(400);
     let valid = json!({"text": "eggs", "done": true, "list_id": list}).to_string();
-    send_raw(
-        &server,
-        Method::PUT,
-        &path,
-        Some("text/plain"),
-        valid.clone(),
-    )
-    .await
-    .expect_error(415);
-    send_raw(&server, Method::PUT, &path, None, valid)
+    server
+        .request(Method::PUT, &path)
+        .body(Some("text/plain"), valid.clone())
+        .await
+        .expect_error(415);
+    server
+        .request(Method::PUT, &path)
+        .body(None, valid)
         .await
         .expect_error(415);
     assert_same(&all_tasks(&server).await, &before);
 
     // No such object.
-    let message = send(
-        &server,
-        Method::PUT,
-        "/api/tasks/999/",
-        Some(json!({"text": "eggs", "done": true, "list_id": list})),
-    )
-    .await
-    .expect_error(404);
+    let message = server
+        .put(
+            "/api/tasks/999/",
+            json!({"text": "eggs", "done": true, "list_id": list}),
+        )
+        .await
+        .expect_error(404);
     assert_eq!(message, "Not found");
-    send(
-        &server,
-        Method::PUT,
-        "/api/tasks/abc/",
-        Some(json!({"text": "eggs", "list_id": list})),
-    )
-    .await
-    .expect_error(400);
+    server
+        .put("/api/tasks/abc/", json!({"text": "eggs", "list_id": list}))
+        .await
+        .expect_error(400);
     assert_same(&all_tasks(&server).await, &before);
 }
 
@@ -887,66 +705,56 @@ async fn patch_changes_only_the_given_fields() {
     let task = create_task(&server, "milk", list).await;
     let path = format!("/api/tasks/{}/", task["id"]);
 
-    let body = send(&server, Method::PATCH, &path, Some(json!({"done": true})))
-        .await
-        .expect(200);
+    let body = server.patch(&path, json!({"done": true})).await.expect(200);
     let patched = json!({"id": 1, "text": "milk", "done": true, "list_id": list});
     assert_eq!(body, patched);
-    assert_eq!(get(&server, &path).await.expect(200), patched);
+    assert_eq!(server.get(&path).await.expect(200), patched);
 
-    let body = send(
-        &server,
-        Method::PATCH,
-        &path,
-        Some(json!({"text": " oat milk  "})),
-    )
-    .await
-    .expect(200);
+    let body = server
+        .patch(&path, json!({"text": " oat milk  "}))
+        .await
+        .expect(200);
     let patched = json!({"id": 1, "text": "oat milk", "done": true, "list_id": list});
     assert_eq!(body, patched);
 
     // An empty patch changes nothing and answers the object.
-    let body = send(&server, Method::PATCH, &path, Some(json!({})))
-        .await
-        .expect(200);
+    let body = server.patch(&path, json!({})).await.expect(200);
     assert_eq!(body, patched);
-    assert_eq!(get(&server, &path).await.expect(200), patched);
+    assert_eq!(server.get(&path).await.expect(200), patched);
 
     // Rejected patches change nothing.
     let before = all_tasks(&server).await;
-    send(&server, Method::PATCH, &path, Some(json!({"text": "  "})))
+    server
+        .patch(&path, json!({"text": "  "}))
         .await
         .expect_field_errors(&["text"]);
-    send(&server, Method::PATCH, &path, Some(json!({"done": "no"})))
+    server
+        .patch(&path, json!({"done": "no"}))
         .await
         .expect_field_errors(&["done"]);
-    send(&server, Method::PATCH, &path, Some(json!({"text": null})))
+    server
+        .patch(&path, json!({"text": null}))
         .await
         .expect_field_errors(&["text"]);
-    send(
-        &server,
-        Method::PATCH,
-        &path,
-        Some(json!({"colour": "red"})),
-    )
-    .await
-    .expect_field_errors(&["colour"]);
-    send(&server, Method::PATCH, &path, Some(json!({"list_id": 999})))
+    server
+        .patch(&path, json!({"colour": "red"}))
+        .await
+        .expect_field_errors(&["colour"]);
+    server
+        .patch(&path, json!({"list_id": 999}))
         .await
         .expect_error(409);
-    send_raw(&server, Method::PATCH, &path, Some("text/plain"), "{}")
+    server
+        .request(Method::PATCH, &path)
+        .body(Some("text/plain"), "{}")
         .await
         .expect_error(415);
     assert_same(&all_tasks(&server).await, &before);
 
-    let message = send(
-        &server,
-        Method::PATCH,
-        "/api/tasks/999/",
-        Some(json!({"done": false})),
-    )
-    .await
-    .expect_error(404);
+    let message = server
+        .patch("/api/tasks/999/", json!({"done": false}))
+        .await
+        .expect_error(404);
     assert_eq!(message, "Not found");
 }
 
@@ -958,23 +766,19 @@ async fn delete_answers_204_with_an_empty_body() {
     let eggs = create_task(&server, "eggs", list).await;
     let path = format!("/api/tasks/{}/", milk["id"]);
 
-    let response = send(&server, Method::DELETE, &path, None).await;
+    let response = server.delete(&path).await;
     assert_eq!(response.status, 204);
-    assert_eq!(response.body, "");
+    assert_eq!(response.text, "");
     assert_eq!(response.header(CONTENT_TYPE), None);
 
-    assert_eq!(get(&server, &path).await.expect_error(404), "Not found");
-    let again = send(&server, Method::DELETE, &path, None).await;
+    assert_eq!(server.get(&path).await.expect_error(404), "Not found");
+    let again = server.delete(&path).await;
     assert_eq!(again.expect_error(404), "Not found");
     // The other task is untouched.
     assert_eq!(all_tasks(&server).await, json!([eggs]));
 
-    send(&server, Method::DELETE, "/api/tasks/999/", None)
-        .await
-        .expect_error(404);
-    send(&server, Method::DELETE, "/api/tasks/abc/", None)
-        .await
-        .expect_error(400);
+    server.delete("/api/tasks/999/").await.expect_error(404);
+    server.delete("/api/tasks/abc/").await.expect_error(400);
     assert_eq!(all_tasks(&server).await, json!([eggs]));
 }
 
@@ -987,25 +791,22 @@ async fn deleting_a_list_deletes_its_tasks() {
     let report = create_task(&server, "report", work).await;
     let eggs = create_task(&server, "eggs", home).await;
 
-    let response = send(
-        &server,
-        Method::DELETE,
-        &format!("/api/lists/{home}/"),
-        None,
-    )
-    .await;
-    assert_eq!(response.status, 204, "{}", response.body);
-    assert_eq!(response.body, "");
+    let response = server.delete(&format!("/api/lists/{home}/")).await;
+    assert_eq!(response.status, 204, "{response}");
+    assert_eq!(response.text, "");
 
-    get(&server, &format!("/api/lists/{home}/"))
+    server
+        .get(&format!("/api/lists/{home}/"))
         .await
         .expect_error(404);
     for task in [&milk, &eggs] {
-        get(&server, &format!("/api/tasks/{}/", task["id"]))
+        server
+            .get(&format!("/api/tasks/{}/", task["id"]))
             .await
             .expect_error(404);
     }
-    let page = get(&server, &format!("/api/tasks/?list_id={home}"))
+    let page = server
+        .get(&format!("/api/tasks/?list_id={home}"))
         .await
         .expect(200);
     assert_eq!(
@@ -1013,7 +814,7 @@ async fn deleting_a_list_deletes_its_tasks() {
         json!({"count": 0, "results": [], "limit": 25, "offset": 0})
     );
     assert_eq!(all_tasks(&server).await, json!([report]));
-    let lists = get(&server, "/api/lists/").await.expect(200);
+    let lists = server.get("/api/lists/").await.expect(200);
     assert_eq!(lists["results"], json!([{"id": work, "name": "work"}]));
 }
 
@@ -1025,10 +826,11 @@ async fn deleting_a_list_deletes_its_tasks() {
 async fn unknown_stream_is_404() {
     let server = common::server().await;
     for path in ["/api/nope/", "/api/nope", "/api/nope/1/"] {
-        let message = get(&server, path).await.expect_error(404);
+        let message = server.get(path).await.expect_error(404);
         assert_eq!(message, "Unknown stream \"nope\"", "{path}");
     }
-    let message = post(&server, "/api/nope/", json!({"text": "x"}))
+    let message = server
+        .post("/api/nope/", json!({"text": "x"}))
         .await
         .expect_error(404);
     assert_eq!(message, "Unknown stream \"nope\"");
@@ -1050,7 +852,7 @@ async fn unsupported_methods_are_405_with_allow() {
     ];
     for (method, path, allow) in cases {
         let body = json!({"text": "eggs", "done": false, "list_id": list});
-        let response = send(&server, method.clone(), path, Some(body)).await;
+        let response = server.request(method.clone(), path).json(&body).await;
         let message = response.expect_error(405);
         assert_eq!(message, format!("Method \"{method}\" not allowed."));
         assert_eq!(response.header(ALLOW), Some(allow), "{method} {path}");
@@ -1069,13 +871,11 @@ async fn paths_deeper_than_an_object_are_404() {
         "/api/tasks/1/a/b/",
         "/api/",
     ] {
-        let message = get(&server, path).await.expect_error(404);
+        let message = server.get(path).await.expect_error(404);
         assert_eq!(message, "Not found", "{path}");
     }
     let before = all_tasks(&server).await;
-    send(&server, Method::DELETE, "/api/tasks/1/extra/", None)
-        .await
-        .expect_error(404);
+    server.delete("/api/tasks/1/extra/").await.expect_error(404);
     assert_same(&all_tasks(&server).await, &before);
 }
 
@@ -1091,27 +891,24 @@ async fn http_writes_reach_websocket_subscribers() {
 
     let task = create_task(&server, "milk", list).await;
     let id = task["id"].clone();
-    let seq1 = check_event(&ws.recv_event().await, "create", 201, &task);
+    let seq1 = check_event(&ws.next_event().await, "create", 201, &task);
 
     let path = format!("/api/tasks/{id}/");
-    let patched = send(&server, Method::PATCH, &path, Some(json!({"done": true})))
+    let patched = server.patch(&path, json!({"done": true})).await.expect(200);
+    let seq2 = check_event(&ws.next_event().await, "update", 200, &patched);
+
+    let put = server
+        .put(
+            &path,
+            json!({"text": "oat milk", "done": false, "list_id": list}),
+        )
         .await
         .expect(200);
-    let seq2 = check_event(&ws.recv_event().await, "update", 200, &patched);
+    let seq3 = check_event(&ws.next_event().await, "update", 200, &put);
 
-    let put = send(
-        &server,
-        Method::PUT,
-        &path,
-        Some(json!({"text": "oat milk", "done": false, "list_id": list})),
-    )
-    .await
-    .expect(200);
-    let seq3 = check_event(&ws.recv_event().await, "update", 200, &put);
-
-    let response = send(&server, Method::DELETE, &path, None).await;
+    let response = server.delete(&path).await;
     assert_eq!(response.status, 204);
-    let seq4 = check_event(&ws.recv_event().await, "delete", 204, &json!({"pk": id}));
+    let seq4 = check_event(&ws.next_event().await, "delete", 204, &json!({"pk": id}));
 
     assert!(
         seq1 < seq2 && seq2 < seq3 && seq3 < seq4,
@@ -1130,27 +927,23 @@ async fn http_writes_are_sent_relative_to_the_group() {
 
     // A change in another group is not sent.
     let task = create_task(&server, "milk", home).await;
-    check_event(&home_ws.recv_event().await, "create", 201, &task);
+    check_event(&home_ws.next_event().await, "create", 201, &task);
     work_ws.expect_silence(SILENCE).await;
 
     // Moving the task from home to work: home is told it left, work that it arrived.
     let path = format!("/api/tasks/{}/", task["id"]);
-    let moved = send(
-        &server,
-        Method::PATCH,
-        &path,
-        Some(json!({"list_id": work})),
-    )
-    .await
-    .expect(200);
+    let moved = server
+        .patch(&path, json!({"list_id": work}))
+        .await
+        .expect(200);
     assert_eq!(moved["list_id"], work);
     check_event(
-        &home_ws.recv_event().await,
+        &home_ws.next_event().await,
         "delete",
         204,
         &json!({"pk": task["id"]}),
     );
-    check_event(&work_ws.recv_event().await, "create", 201, &moved);
+    check_event(&work_ws.next_event().await, "create", 201, &moved);
     home_ws.expect_silence(SILENCE).await;
     work_ws.expect_silence(SILENCE).await;
 }
@@ -1163,21 +956,15 @@ async fn deleting_a_list_over_http_tells_task_subscribers() {
     // may still receive that write (it starts at the seq the hub has delivered, which can lag).
     let mut ws = subscribe_list(&server, list).await;
     let milk = create_task(&server, "milk", list).await;
-    check_event(&ws.recv_event().await, "create", 201, &milk);
+    check_event(&ws.next_event().await, "create", 201, &milk);
     let eggs = create_task(&server, "eggs", list).await;
-    let mut last = check_event(&ws.recv_event().await, "create", 201, &eggs);
+    let mut last = check_event(&ws.next_event().await, "create", 201, &eggs);
 
-    let response = send(
-        &server,
-        Method::DELETE,
-        &format!("/api/lists/{list}/"),
-        None,
-    )
-    .await;
+    let response = server.delete(&format!("/api/lists/{list}/")).await;
     assert_eq!(response.status, 204);
     let mut deleted = Vec::new();
     for _ in 0..2 {
-        let event = ws.recv_event().await;
+        let event = ws.next_event().await;
         let pk = event["payload"]["data"]["pk"].clone();
         let seq = check_event(&event, "delete", 204, &json!({"pk": pk}));
         assert!(seq > last, "{event}");
@@ -1195,42 +982,36 @@ async fn rejected_http_writes_send_no_event() {
     let list = common::create_list(&server, "home").await;
     let mut ws = subscribe_list(&server, list).await;
     let task = create_task(&server, "milk", list).await;
-    check_event(&ws.recv_event().await, "create", 201, &task);
+    check_event(&ws.next_event().await, "create", 201, &task);
     let path = format!("/api/tasks/{}/", task["id"]);
 
-    post(&server, "/api/tasks/", json!({"list_id": list}))
+    server
+        .post("/api/tasks/", json!({"list_id": list}))
         .await
         .expect_field_errors(&["text"]);
     ws.expect_silence(SILENCE).await;
 
-    post(
-        &server,
-        "/api/tasks/",
-        json!({"text": "  ", "list_id": list}),
-    )
-    .await
-    .expect_field_errors(&["text"]);
-    send(&server, Method::PATCH, &path, Some(json!({"text": ""})))
+    server
+        .post("/api/tasks/", json!({"text": "  ", "list_id": list}))
         .await
         .expect_field_errors(&["text"]);
-    send(&server, Method::PATCH, &path, Some(json!({"list_id": 999})))
+    server
+        .patch(&path, json!({"text": ""}))
+        .await
+        .expect_field_errors(&["text"]);
+    server
+        .patch(&path, json!({"list_id": 999}))
         .await
         .expect_error(409);
-    send_raw(
-        &server,
-        Method::POST,
-        "/api/tasks/",
-        Some("text/plain"),
-        "{}",
-    )
-    .await
-    .expect_error(415);
-    send(&server, Method::DELETE, "/api/tasks/999/", None)
+    server
+        .request(Method::POST, "/api/tasks/")
+        .body(Some("text/plain"), "{}")
         .await
-        .expect_error(404);
+        .expect_error(415);
+    server.delete("/api/tasks/999/").await.expect_error(404);
     ws.expect_silence(SILENCE).await;
 
     // The subscription is still live: the next accepted write arrives.
     let created = create_task(&server, "eggs", list).await;
-    check_event(&ws.recv_event().await, "create", 201, &created);
+    check_event(&ws.next_event().await, "create", 201, &created);
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use jobs_support::{Api, PATIENCE, POLL};
 use reqwest::Method;
-use rest_live::testing::{TestServer, WsClient};
+use rest_live::testing::{TestServer, WsClient, WsReply, frame};
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -43,27 +43,29 @@ async fn jobs_footprint(server: &TestServer) -> (i64, i64) {
         .expect("read the jobs table")
 }
 
-/// Sends a frame and returns the reply's payload.
-async fn ws_call(ws: &mut WsClient, frame: Value) -> Value {
-    let reply = ws.request(frame).await;
-    reply["payload"].clone()
+/// Follows a job on the `jobs` stream from its start (`since: 0`); returns the reply.
+async fn follow_job(ws: &mut WsClient, id: &str, request_id: &str) -> WsReply {
+    let args = json!({"pk": id, "since": 0, "request_id": request_id});
+    ws.call("jobs", "subscribe_instance", args).await
 }
 
-/// Follows a job on the `jobs` stream from its start (`since: 0`); returns the reply payload.
-async fn follow_job(ws: &mut WsClient, id: &str, request_id: &str) -> Value {
-    ws_call(
-        ws,
-        json!({"stream": "jobs", "payload": {"action": "subscribe_instance", "pk": id,
-            "since": 0, "request_id": request_id}}),
-    )
-    .await
+/// Follows a job from its start (201) and returns the states its events carry, up to a
+/// finished one.
+async fn followed_states(ws: &mut WsClient, id: &str, request_id: &str) -> Vec<Value> {
+    let reply = follow_job(ws, id, request_id).await;
+    assert_eq!(reply.status, 201, "{reply}");
+    job_events_until_finished(ws, request_id)
+        .await
+        .into_iter()
+        .map(|(_, d)| d["state"].clone())
+        .collect()
 }
 
 /// The job events of one subscription up to a finished state: `(seq, data)`.
 async fn job_events_until_finished(ws: &mut WsClient, request_id: &str) -> Vec<(i64, Value)> {
     let mut events = Vec::new();
     loop {
-        let event = ws.recv_event().await;
+        let event = ws.next_event().await;
         assert_eq!(event["stream"], "jobs", "{event}");
         let p = &event["payload"];
         assert_eq!(p["request_id"], request_id, "{event}");
@@ -104,10 +106,7 @@ async fn starting_a_job_answers_202_with_location_and_the_pending_state() {
 
     // On one object...
     let id = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 0}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 0}))
         .await;
     assert_eq!(api.wait_finished(&id).await, "SUCCESS");
     assert_eq!(api.result(&id).await, json!({"result": {"archived": 2}}));
@@ -146,10 +145,7 @@ async fn a_running_job_is_started_then_303_to_its_result() {
     let api = client(&server, None);
     let (list, _) = api.list_with_tasks("L", 4, 1).await;
     let id = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 400}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 400}))
         .await;
     let uri = format!("/api/jobs/{id}/");
 
@@ -196,16 +192,14 @@ async fn a_queued_job_is_pending_while_the_workers_are_busy() {
 
     // The only worker is busy for 10 s unless cancelled.
     let busy = api
-        .start(
-            &format!("/api/lists/{busy_list}/archive_done/"),
-            json!({"delay_ms": 2000}),
-        )
+        .start_on_list(busy_list, "archive_done", json!({"delay_ms": 2000}))
         .await;
     api.wait_state(&busy, "STARTED", |s| s == "STARTED").await;
 
     let queued = api
-        .start(
-            &format!("/api/lists/{other}/add_samples/"),
+        .start_on_list(
+            other,
+            "add_samples",
             json!({"count": 2, "prefix": "queued"}),
         )
         .await;
@@ -328,24 +322,16 @@ async fn bad_arguments_are_refused_before_anything_is_queued() {
 
     // The same over the socket.
     let mut ws = server.ws().await;
-    for (stream, payload) in [
-        (
-            "lists",
-            json!({"action": "archive_done", "pk": list, "data": {"delay_ms": "soon"}}),
-        ),
-        ("lists", json!({"action": "archive_done", "data": {}})),
-        (
-            "lists",
-            json!({"action": "add_samples", "pk": list, "data": {"count": 0}}),
-        ),
-        (
-            "tasks",
-            json!({"action": "archive_done", "data": {"delay_ms": 0}}),
-        ),
+    let (delay, count) = (json!({"delay_ms": "soon"}), json!({"count": 0}));
+    for (stream, action, args) in [
+        ("lists", "archive_done", json!({"pk": list, "data": delay})),
+        ("lists", "archive_done", json!({"data": {}})),
+        ("lists", "add_samples", json!({"pk": list, "data": count})),
+        ("tasks", "archive_done", json!({"data": {"delay_ms": 0}})),
     ] {
-        let reply = ws_call(&mut ws, json!({"stream": stream, "payload": payload})).await;
-        assert_eq!(reply["response_status"], 400, "{payload}: {reply}");
-        assert_eq!(reply["data"], Value::Null);
+        let reply = ws.call_frame(frame(stream, action, args)).await;
+        assert_eq!(reply.status, 400, "{reply}");
+        assert_eq!(reply.data, Value::Null);
     }
     assert_eq!(jobs_footprint(&server).await, before);
     assert_eq!(api.done_count(list).await, 2);
@@ -363,8 +349,9 @@ async fn cancelling_a_running_job_stops_its_writes() {
     let delay = Duration::from_millis(300);
     let started_at = tokio::time::Instant::now();
     let id = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
+        .start_on_list(
+            list,
+            "archive_done",
             json!({"delay_ms": delay.as_millis() as u64}),
         )
         .await;
@@ -398,10 +385,7 @@ async fn cancelling_a_running_job_stops_its_writes() {
     // The worker is free again only after the cancelled run returned.
     let other = api.create_list("probe").await;
     let probe = api
-        .start(
-            &format!("/api/lists/{other}/add_samples/"),
-            json!({"count": 1}),
-        )
+        .start_on_list(other, "add_samples", json!({"count": 1}))
         .await;
     assert_eq!(api.wait_finished(&probe).await, "SUCCESS");
     // And past the time the whole job would have taken.
@@ -426,17 +410,11 @@ async fn cancelling_a_pending_job_means_it_never_runs() {
     let (busy_list, _) = api.list_with_tasks("busy", 5, 0).await;
     let (list, _) = api.list_with_tasks("L", 2, 0).await;
     let busy = api
-        .start(
-            &format!("/api/lists/{busy_list}/archive_done/"),
-            json!({"delay_ms": 2000}),
-        )
+        .start_on_list(busy_list, "archive_done", json!({"delay_ms": 2000}))
         .await;
     api.wait_state(&busy, "STARTED", |s| s == "STARTED").await;
     let queued = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 0}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 0}))
         .await;
     let reply = api.delete(&format!("/api/jobs/{queued}/")).await;
     assert_eq!(reply.status, 410, "{reply:?}");
@@ -462,10 +440,7 @@ async fn cancelling_a_finished_job_is_refused() {
     let api = client(&server, None);
     let (list, _) = api.list_with_tasks("L", 1, 0).await;
     let id = api
-        .start(
-            &format!("/api/lists/{list}/add_samples/"),
-            json!({"count": 3, "prefix": "idea"}),
-        )
+        .start_on_list(list, "add_samples", json!({"count": 3, "prefix": "idea"}))
         .await;
     assert_eq!(api.wait_finished(&id).await, "SUCCESS");
     let reply = api.delete(&format!("/api/jobs/{id}/")).await;
@@ -496,8 +471,9 @@ async fn a_cancel_that_races_the_end_never_leaves_a_success_behind() {
     let mut outcomes = Vec::new();
     for i in 0..80u64 {
         let id = api
-            .start(
-                &format!("/api/lists/{list}/add_samples/"),
+            .start_on_list(
+                list,
+                "add_samples",
                 json!({"count": 1, "prefix": format!("race {i}")}),
             )
             .await;
@@ -509,10 +485,7 @@ async fn a_cancel_that_races_the_end_never_leaves_a_success_behind() {
         outcomes.push((id, reply));
     }
     let probe = api
-        .start(
-            &format!("/api/lists/{list}/add_samples/"),
-            json!({"count": 1, "prefix": "probe"}),
-        )
+        .start_on_list(list, "add_samples", json!({"count": 1, "prefix": "probe"}))
         .await;
     assert_eq!(api.wait_finished(&probe).await, "SUCCESS");
 
@@ -587,19 +560,13 @@ async fn unknown_jobs_are_404() {
         }
     }
     let mut ws = server.ws().await;
-    let reply = ws_call(
-        &mut ws,
-        json!({"stream": "jobs", "payload": {"action": "subscribe_instance",
-            "pk": "0123456789abcdef0123456789abcdef", "request_id": "s"}}),
-    )
-    .await;
-    assert_eq!(reply["response_status"], 404, "{reply}");
-    let reply = ws_call(
-        &mut ws,
-        json!({"stream": "jobs", "payload": {"action": "retrieve", "pk": "nope"}}),
-    )
-    .await;
-    assert_eq!(reply["response_status"], 404, "{reply}");
+    let unknown = json!({"pk": "0123456789abcdef0123456789abcdef", "request_id": "s"});
+    let reply = ws.call("jobs", "subscribe_instance", unknown).await;
+    assert_eq!(reply.status, 404, "{reply}");
+    let reply = ws
+        .call_frame(frame("jobs", "retrieve", json!({"pk": "nope"})))
+        .await;
+    assert_eq!(reply.status, 404, "{reply}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -614,24 +581,17 @@ async fn job_states_arrive_over_the_socket_in_order() {
 
     // A subscriber of the list's tasks sees the job's deletes like any other.
     let mut group = server.ws().await;
-    let reply = ws_call(
-        &mut group,
-        json!({"stream": "tasks", "payload": {"action": "subscribe", "request_id": "g",
-            "group": {"list_id": list}}}),
-    )
-    .await;
-    assert_eq!(reply["response_status"], 201, "{reply}");
+    let args = json!({"request_id": "g", "group": {"list_id": list}});
+    let reply = group.call("tasks", "subscribe", args).await;
+    assert_eq!(reply.status, 201, "{reply}");
 
     let id = api
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 50}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 50}))
         .await;
     let mut ws = server.ws().await;
     let reply = follow_job(&mut ws, &id, "job").await;
-    assert_eq!(reply["response_status"], 201, "{reply}");
-    assert!(reply["data"]["seq"].as_i64().is_some(), "{reply}");
+    assert_eq!(reply.status, 201, "{reply}");
+    assert!(reply.data["seq"].as_i64().is_some(), "{reply}");
 
     let events = job_events_until_finished(&mut ws, "job").await;
     let states: Vec<&str> = events
@@ -660,7 +620,7 @@ async fn job_states_arrive_over_the_socket_in_order() {
     let mut deleted = BTreeSet::new();
     let mut last_seq = 0;
     for _ in 0..done.len() {
-        let event = group.recv_event().await;
+        let event = group.next_event().await;
         let p = &event["payload"];
         assert_eq!(p["action"], "delete", "{event}");
         assert_eq!(p["request_id"], "g", "{event}");
@@ -674,20 +634,15 @@ async fn job_states_arrive_over_the_socket_in_order() {
     assert_eq!(api.result(&id).await, json!({"result": {"archived": 3}}));
 
     // The jobs stream answers retrieve, and nothing that would change a job.
-    let reply = ws_call(
-        &mut ws,
-        json!({"stream": "jobs", "payload": {"action": "retrieve", "pk": id}}),
-    )
-    .await;
-    assert_eq!(reply["response_status"], 200, "{reply}");
-    assert_eq!(reply["data"]["state"], "SUCCESS");
-    for action in ["list", "create", "update", "patch", "delete"] {
-        let reply = ws_call(
-            &mut ws,
-            json!({"stream": "jobs", "payload": {"action": action, "pk": id, "data": {}}}),
-        )
+    let reply = ws
+        .call_frame(frame("jobs", "retrieve", json!({"pk": id})))
         .await;
-        assert_eq!(reply["response_status"], 405, "{action}: {reply}");
+    assert_eq!(reply.status, 200, "{reply}");
+    assert_eq!(reply.data["state"], "SUCCESS");
+    for action in ["list", "create", "update", "patch", "delete"] {
+        let args = json!({"pk": id, "data": {}});
+        let reply = ws.call_frame(frame("jobs", action, args)).await;
+        assert_eq!(reply.status, 405, "{action}: {reply}");
     }
 }
 
@@ -698,29 +653,19 @@ async fn a_job_is_an_action_on_its_resource_stream() {
     let (list, _) = api.list_with_tasks("L", 2, 0).await;
     let mut ws = server.ws().await;
 
-    let reply = ws
-        .request(
-            json!({"stream": "lists", "payload": {"action": "archive_done", "pk": list,
-            "data": {"delay_ms": 0}, "request_id": "j"}}),
-        )
-        .await;
-    let id = reply["payload"]["data"]["id"]
+    let args = json!({"pk": list, "data": {"delay_ms": 0}, "request_id": "j"});
+    let reply = ws.call("lists", "archive_done", args).await;
+    let id = reply.data["id"]
         .as_str()
         .unwrap_or_else(|| panic!("a job id: {reply}"))
         .to_owned();
     assert_eq!(
-        reply,
+        reply.frame,
         json!({"stream": "lists", "payload": {"action": "archive_done", "request_id": "j",
             "response_status": 202, "errors": [],
             "data": {"id": id, "state": "PENDING", "resource_uri": format!("/api/jobs/{id}/")}}})
     );
-    let subscribed = follow_job(&mut ws, &id, "follow").await;
-    assert_eq!(subscribed["response_status"], 201, "{subscribed}");
-    let states: Vec<Value> = job_events_until_finished(&mut ws, "follow")
-        .await
-        .into_iter()
-        .map(|(_, d)| d["state"].clone())
-        .collect();
+    let states = followed_states(&mut ws, &id, "follow").await;
     assert_eq!(
         states,
         [json!("PENDING"), json!("STARTED"), json!("SUCCESS")]
@@ -728,27 +673,20 @@ async fn a_job_is_an_action_on_its_resource_stream() {
     assert_eq!(api.result(&id).await, json!({"result": {"archived": 2}}));
 
     // On the collection, with the list in the arguments.
-    let reply = ws
-        .request(
-            json!({"stream": "tasks", "payload": {"action": "archive_done",
-            "data": {"list_id": list, "delay_ms": 0}, "request_id": 7}}),
-        )
-        .await;
-    let p = &reply["payload"];
-    assert_eq!(p["response_status"], 202, "{reply}");
-    assert_eq!(p["request_id"], 7);
-    assert_eq!(p["data"]["state"], "PENDING");
-    let id = p["data"]["id"].as_str().expect("id").to_owned();
+    let args = json!({"data": {"list_id": list, "delay_ms": 0}, "request_id": 7});
+    let reply = ws.call("tasks", "archive_done", args).await;
+    assert_eq!(reply.status, 202, "{reply}");
+    assert_eq!(reply.payload()["request_id"], 7);
+    assert_eq!(reply.data["state"], "PENDING");
+    let id = reply.data["id"].as_str().expect("id").to_owned();
     assert_eq!(api.wait_finished(&id).await, "SUCCESS");
     assert_eq!(api.result(&id).await, json!({"result": {"archived": 0}}));
 
     // A job name on a stream that does not declare it is an unknown action.
-    let reply = ws_call(
-        &mut ws,
-        json!({"stream": "lists", "payload": {"action": "nope", "pk": list}}),
-    )
-    .await;
-    assert_eq!(reply["response_status"], 405, "{reply}");
+    let reply = ws
+        .call_frame(frame("lists", "nope", json!({"pk": list})))
+        .await;
+    assert_eq!(reply.status, 405, "{reply}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -766,10 +704,7 @@ async fn a_job_is_its_owners_only() {
     let (list, _) = alice.list_with_tasks("alice's", 3, 0).await;
     let (kept, _) = alice.list_with_tasks("alice's other", 2, 0).await;
     let id = alice
-        .start(
-            &format!("/api/lists/{list}/archive_done/"),
-            json!({"delay_ms": 300}),
-        )
+        .start_on_list(list, "archive_done", json!({"delay_ms": 300}))
         .await;
 
     // Bob cannot see, follow or cancel it.
@@ -782,19 +717,13 @@ async fn a_job_is_its_owners_only() {
         assert_eq!(reply.status, 404, "{reply:?}");
         assert_eq!(reply.body, json!({"errors": ["Not found"]}));
     }
-    let reply = ws_call(
-        &mut bob_ws,
-        json!({"stream": "jobs", "payload": {"action": "subscribe_instance", "pk": id,
-            "request_id": "s"}}),
-    )
-    .await;
-    assert_eq!(reply["response_status"], 404, "{reply}");
-    let reply = ws_call(
-        &mut bob_ws,
-        json!({"stream": "jobs", "payload": {"action": "retrieve", "pk": id}}),
-    )
-    .await;
-    assert_eq!(reply["response_status"], 404, "{reply}");
+    let args = json!({"pk": id, "request_id": "s"});
+    let reply = bob_ws.call("jobs", "subscribe_instance", args).await;
+    assert_eq!(reply.status, 404, "{reply}");
+    let reply = bob_ws
+        .call_frame(frame("jobs", "retrieve", json!({"pk": id})))
+        .await;
+    assert_eq!(reply.status, 404, "{reply}");
     // Following it from the log's start shows him nothing of it either.
     let resumed = follow_job(&mut bob_ws, &id, "r").await;
 
@@ -813,13 +742,9 @@ async fn a_job_is_its_owners_only() {
         let reply = bob.post(&path, args).await;
         assert_eq!(reply.status, 404, "{path}: {reply:?}");
     }
-    let reply = ws_call(
-        &mut bob_ws,
-        json!({"stream": "lists", "payload": {"action": "add_samples", "pk": list,
-            "data": {"count": 1}}}),
-    )
-    .await;
-    assert_eq!(reply["response_status"], 404, "{reply}");
+    let args = json!({"pk": list, "data": {"count": 1}});
+    let reply = bob_ws.call_frame(frame("lists", "add_samples", args)).await;
+    assert_eq!(reply.status, 404, "{reply}");
     assert_eq!(jobs_footprint(&server).await.1, before.1);
 
     // A job of bob's naming her list in its arguments fails as if it did not exist.
@@ -840,13 +765,7 @@ async fn a_job_is_its_owners_only() {
 
     // Alice's job was not cancelled by bob's DELETE, and she follows it.
     let mut alice_ws = server.ws_as("alice-token").await;
-    let reply = follow_job(&mut alice_ws, &id, "a").await;
-    assert_eq!(reply["response_status"], 201, "{reply}");
-    let states: Vec<Value> = job_events_until_finished(&mut alice_ws, "a")
-        .await
-        .into_iter()
-        .map(|(_, d)| d["state"].clone())
-        .collect();
+    let states = followed_states(&mut alice_ws, &id, "a").await;
     assert_eq!(
         states,
         [json!("PENDING"), json!("STARTED"), json!("SUCCESS")]
@@ -855,10 +774,7 @@ async fn a_job_is_its_owners_only() {
     assert_eq!(alice.result(&id).await, json!({"result": {"archived": 3}}));
 
     // Bob's resumed subscription (if it was accepted at all) never carried a frame of her job.
-    assert!(
-        resumed["response_status"] == 404 || resumed["response_status"] == 201,
-        "{resumed}"
-    );
+    assert!(resumed.status == 404 || resumed.status == 201, "{resumed}");
     let frames = bob_ws.pending_count().await;
     let events = bob_ws.take_events();
     assert_eq!(frames, 0, "bob received {events:?}");

@@ -10,14 +10,15 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::models;
 use diesel::prelude::*;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use rest_live::prelude::*;
-use rest_live::testing::{Closed, Received, TestServer, WsClient};
+use rest_live::testing::{
+    Closed, HttpClient, HttpResponse, Method, Received, TestServer, WsClient,
+};
 use rest_live::{AppBuilder, TokenStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -155,6 +156,19 @@ impl Who {
             _ => Who::Alice,
         }
     }
+
+    /// An HTTP client of this principal: its bearer token, none for anonymous.
+    fn http(self, server: &TestServer) -> HttpClient {
+        server.client().with_token(self.token())
+    }
+
+    /// A socket of this principal (anonymous: without a credential).
+    async fn ws(self, server: &TestServer) -> WsClient {
+        match self.token() {
+            Some(token) => server.ws_as(token).await,
+            None => server.ws().await,
+        }
+    }
 }
 
 /// A status and a body; WebSocket replies are normalized to the HTTP shape (`data` on success,
@@ -165,70 +179,42 @@ struct Reply {
     body: Value,
 }
 
-async fn http(
-    server: &TestServer,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<&Value>,
-) -> Reply {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
-    let mut request = server.http().request(method, server.url(path));
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
+impl From<HttpResponse> for Reply {
+    fn from(response: HttpResponse) -> Self {
+        Self {
+            status: response.status,
+            body: response.json(),
+        }
     }
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.expect("HTTP request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"))
-    };
-    Reply { status, body }
 }
 
-/// Sends one request with `request_id` and returns its reply, checking the envelope.
-async fn ws_call(
+/// `action` on `stream` over the socket (`args` may carry the request_id; else a fresh one), its
+/// envelope checked, as a [`Reply`].
+async fn ws_do(ws: &mut WsClient, stream: &str, action: &str, args: Value) -> Reply {
+    let reply = ws.call(stream, action, args).await;
+    reply.assert_envelope();
+    Reply {
+        status: reply.status,
+        body: reply.body(),
+    }
+}
+
+/// [`ws_do`] with this request_id (it tags a subscription's events).
+async fn ws_tagged(
     ws: &mut WsClient,
     stream: &str,
     action: &str,
     request_id: &str,
-    args: Value,
+    mut args: Value,
 ) -> Reply {
-    let mut payload = json!({ "action": action, "request_id": request_id });
-    if let (Some(p), Some(a)) = (payload.as_object_mut(), args.as_object()) {
-        p.extend(a.clone());
-    }
-    let reply = ws
-        .request(json!({ "stream": stream, "payload": payload }))
-        .await;
-    assert_eq!(reply["stream"], stream, "{reply}");
-    let p = &reply["payload"];
-    assert_eq!(p["action"], action, "{reply}");
-    assert_eq!(p["request_id"], request_id, "{reply}");
-    let status = p["response_status"].as_u64().expect("response_status") as u16;
-    let body = if (200..300).contains(&status) {
-        assert_eq!(p["errors"], json!([]), "{reply}");
-        p["data"].clone()
-    } else {
-        assert_eq!(p["data"], Value::Null, "{reply}");
-        json!({ "errors": p["errors"] })
-    };
-    Reply { status, body }
+    args["request_id"] = json!(request_id);
+    ws_do(ws, stream, action, args).await
 }
 
-static NEXT_REQUEST: AtomicU64 = AtomicU64::new(1);
-
-/// [`ws_call`] with a fresh request id.
-async fn ws_do(ws: &mut WsClient, stream: &str, action: &str, args: Value) -> Reply {
-    let id = format!("r{}", NEXT_REQUEST.fetch_add(1, Ordering::Relaxed));
-    ws_call(ws, stream, action, &id, args).await
+/// Subscribes `ws` to the tasks of `list`, tagged `request_id`.
+async fn subscribe_group(ws: &mut WsClient, request_id: &str, list: &Value) -> Reply {
+    let group = json!({ "group": { "list_id": list } });
+    ws_tagged(ws, "tasks", "subscribe", request_id, group).await
 }
 
 fn object(pairs: &[(&str, Value)]) -> Value {
@@ -246,42 +232,26 @@ fn label_field(stream: &str) -> &'static str {
 }
 
 async fn create_list_as(server: &TestServer, who: Who, name: &str) -> Value {
-    let r = http(
-        server,
-        "POST",
-        "/api/lists/",
-        who.token(),
-        Some(&json!({ "name": name })),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{who:?} creates list {name:?}: {}", r.body);
-    r.body
+    let body = json!({ "name": name });
+    let r = who.http(server).post("/api/lists/", body).await;
+    assert_eq!(r.status, 201, "{who:?} creates list {name:?}: {}", r.text);
+    r.json()
 }
 
 async fn create_task_as(server: &TestServer, who: Who, text: &str, list: &Value) -> Value {
-    let r = http(
-        server,
-        "POST",
-        "/api/tasks/",
-        who.token(),
-        Some(&json!({ "text": text, "list_id": list })),
-    )
-    .await;
-    assert_eq!(r.status, 201, "{who:?} creates task {text:?}: {}", r.body);
-    r.body
+    let body = json!({ "text": text, "list_id": list });
+    let r = who.http(server).post("/api/tasks/", body).await;
+    assert_eq!(r.status, 201, "{who:?} creates task {text:?}: {}", r.text);
+    r.json()
 }
 
 async fn patch_as(server: &TestServer, who: Who, stream: &str, pk: &Value, data: Value) -> Value {
-    let r = http(
-        server,
-        "PATCH",
-        &format!("/api/{stream}/{pk}/"),
-        who.token(),
-        Some(&data),
-    )
-    .await;
-    assert_eq!(r.status, 200, "{who:?} patches {stream} {pk}: {}", r.body);
-    r.body
+    let r = who
+        .http(server)
+        .patch(&format!("/api/{stream}/{pk}/"), data)
+        .await;
+    assert_eq!(r.status, 200, "{who:?} patches {stream} {pk}: {}", r.text);
+    r.json()
 }
 
 /// `object` as `who` is shown it: only admins see `owner`.
@@ -355,14 +325,8 @@ impl Dump {
 async fn dump(server: &TestServer) -> Dump {
     let mut all = Vec::new();
     for stream in ["lists", "tasks"] {
-        let r = http(
-            server,
-            "GET",
-            &format!("/api/{stream}/?limit=1000"),
-            Who::Carol.token(),
-            None,
-        )
-        .await;
+        let path = format!("/api/{stream}/?limit=1000");
+        let r = Reply::from(Who::Carol.http(server).get(&path).await);
         assert_eq!(r.status, 200, "{}", r.body);
         let results = r.body["results"].as_array().expect("results").clone();
         assert_eq!(r.body["count"], results.len(), "the dump fits one page");
@@ -525,11 +489,20 @@ async fn seed(server: &TestServer, who: Who, tag: &str) -> Seed {
 
 /// One request: how it goes over HTTP and over the socket.
 struct Call {
-    method: &'static str,
-    path: String,
-    body: Option<Value>,
+    /// Method, path and JSON body; `None` for subscriptions (WebSocket only).
+    http: Option<(Method, String, Option<Value>)>,
     action: &'static str,
     args: Value,
+}
+
+impl Call {
+    fn new(
+        http: Option<(Method, String, Option<Value>)>,
+        action: &'static str,
+        args: Value,
+    ) -> Self {
+        Self { http, action, args }
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -622,34 +595,22 @@ async fn run_case(server: &TestServer, case: Case) {
             let filters = list_filter
                 .as_ref()
                 .map_or(json!({}), |(k, v)| object(&[(k, v.clone())]));
-            Call {
-                method: "GET",
-                path: format!("{collection}?limit=1000{query}"),
-                body: None,
-                action: "list",
-                args: json!({ "data": filters, "limit": 1000 }),
-            }
+            let path = format!("{collection}?limit=1000{query}");
+            let args = json!({ "data": filters, "limit": 1000 });
+            Call::new(Some((Method::GET, path, None)), "list", args)
         }
-        Act::Retrieve => Call {
-            method: "GET",
-            path: member.clone(),
-            body: None,
-            action: "retrieve",
-            args: json!({ "pk": pk }),
-        },
+        Act::Retrieve => {
+            let http = Some((Method::GET, member.clone(), None));
+            Call::new(http, "retrieve", json!({ "pk": pk }))
+        }
         Act::Create => {
             let data = if stream == "tasks" {
                 json!({ "text": "created in the matrix", "list_id": group })
             } else {
                 json!({ "name": "created in the matrix" })
             };
-            Call {
-                method: "POST",
-                path: collection.clone(),
-                body: Some(data.clone()),
-                action: "create",
-                args: json!({ "data": data }),
-            }
+            let http = Some((Method::POST, collection.clone(), Some(data.clone())));
+            Call::new(http, "create", json!({ "data": data }))
         }
         Act::Update => {
             let data = if stream == "tasks" {
@@ -660,73 +621,40 @@ async fn run_case(server: &TestServer, case: Case) {
             } else {
                 json!({ "name": "put in the matrix" })
             };
-            Call {
-                method: "PUT",
-                path: member.clone(),
-                body: Some(data.clone()),
-                action: "update",
-                args: json!({ "pk": pk, "data": data }),
-            }
+            let http = Some((Method::PUT, member.clone(), Some(data.clone())));
+            Call::new(http, "update", json!({ "pk": pk, "data": data }))
         }
-        Act::Patch => {
-            let data = object(&[(field, json!("patched in the matrix"))]);
-            Call {
-                method: "PATCH",
-                path: member.clone(),
-                body: Some(data.clone()),
-                action: "patch",
-                args: json!({ "pk": pk, "data": data }),
-            }
+        Act::Patch | Act::MoveTo => {
+            let data = if act == Act::MoveTo {
+                json!({ "list_id": group })
+            } else {
+                object(&[(field, json!("patched in the matrix"))])
+            };
+            let http = Some((Method::PATCH, member.clone(), Some(data.clone())));
+            Call::new(http, "patch", json!({ "pk": pk, "data": data }))
         }
-        Act::MoveTo => {
-            let data = json!({ "list_id": group });
-            Call {
-                method: "PATCH",
-                path: member.clone(),
-                body: Some(data.clone()),
-                action: "patch",
-                args: json!({ "pk": pk, "data": data }),
-            }
+        Act::Delete => {
+            let http = Some((Method::DELETE, member.clone(), None));
+            Call::new(http, "delete", json!({ "pk": pk }))
         }
-        Act::Delete => Call {
-            method: "DELETE",
-            path: member.clone(),
-            body: None,
-            action: "delete",
-            args: json!({ "pk": pk }),
-        },
-        Act::SubscribeInstance => Call {
-            method: "",
-            path: String::new(),
-            body: None,
-            action: "subscribe_instance",
-            args: json!({ "pk": pk }),
-        },
-        Act::SubscribeGroup => Call {
-            method: "",
-            path: String::new(),
-            body: None,
-            action: "subscribe",
-            args: json!({ "group": { "list_id": group } }),
-        },
+        Act::SubscribeInstance => Call::new(None, "subscribe_instance", json!({ "pk": pk })),
+        Act::SubscribeGroup => {
+            let group = json!({ "group": { "list_id": group } });
+            Call::new(None, "subscribe", group)
+        }
     };
 
     let mut socket = None;
     let reply = match via {
         Via::Http => {
-            http(
-                server,
-                call.method,
-                &call.path,
-                who.token(),
-                call.body.as_ref(),
-            )
-            .await
+            let (method, path, body) = call.http.expect("an HTTP form");
+            let response = who.http(server).call(method, &path, body.as_ref(), &[]);
+            Reply::from(response.await)
         }
         Via::Ws => {
             let token = who.token().expect("a signed-in principal");
             let mut ws = server.ws_as(token).await;
-            let reply = ws_call(&mut ws, stream, call.action, "sub", call.args).await;
+            let reply = ws_tagged(&mut ws, stream, call.action, "sub", call.args).await;
             socket = Some(ws);
             reply
         }
@@ -746,7 +674,7 @@ async fn run_case(server: &TestServer, case: Case) {
         // The named object, fetched as its owner, is as it was.
         if let Some((object, owner)) = &named {
             let path = format!("/api/{stream}/{}/", object["id"]);
-            let r = http(server, "GET", &path, owner.token(), None).await;
+            let r = Reply::from(owner.http(server).get(&path).await);
             assert_eq!(r.status, 200, "{ctx}: {}", r.body);
             let stored = before.find(stream, &object["id"]).expect("in the dump");
             assert_eq!(r.body, presented(stored, *owner), "{ctx}");
@@ -858,14 +786,8 @@ async fn check_subscription(
     let own = mine.object(stream);
     let barrier = target != Target::Own;
     if barrier {
-        let r = ws_call(
-            ws,
-            stream,
-            "subscribe_instance",
-            "barrier",
-            json!({ "pk": own["id"] }),
-        )
-        .await;
+        let pk = json!({ "pk": own["id"] });
+        let r = ws_tagged(ws, stream, "subscribe_instance", "barrier", pk).await;
         assert_eq!(r.status, 201, "{ctx}: {}", r.body);
     }
     let owner = match target {
@@ -948,6 +870,7 @@ async fn permission_matrix_carol_admin_sees_and_changes_everything_with_owner() 
 #[tokio::test]
 async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
     let server = users_server().await;
+    let as_anonymous = Who::Anonymous.http(&server);
     let alice = seed(&server, Who::Alice, "alice").await;
     let before = dump(&server).await;
     for who in [Who::Anonymous, Who::Forged] {
@@ -961,16 +884,17 @@ async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
             for pk in [alice.object(stream)["id"].clone(), json!(MISSING)] {
                 let member = format!("/api/{stream}/{pk}/");
                 let body = object(&[(field, json!("x")), ("list_id", alice.list["id"].clone())]);
-                let requests: [(&str, String, Option<&Value>); 6] = [
-                    ("GET", format!("/api/{stream}/"), None),
-                    ("GET", member.clone(), None),
-                    ("POST", format!("/api/{stream}/"), Some(&body)),
-                    ("PUT", member.clone(), Some(&body)),
-                    ("PATCH", member.clone(), Some(&body)),
-                    ("DELETE", member.clone(), None),
+                let requests: [(Method, String, Option<&Value>); 6] = [
+                    (Method::GET, format!("/api/{stream}/"), None),
+                    (Method::GET, member.clone(), None),
+                    (Method::POST, format!("/api/{stream}/"), Some(&body)),
+                    (Method::PUT, member.clone(), Some(&body)),
+                    (Method::PATCH, member.clone(), Some(&body)),
+                    (Method::DELETE, member.clone(), None),
                 ];
                 for (method, path, body) in requests {
-                    let r = http(&server, method, &path, who.token(), body).await;
+                    let response = who.http(&server).call(method.clone(), &path, body, &[]);
+                    let r = Reply::from(response.await);
                     assert_eq!(r.status, 401, "{who:?} {method} {path}: {}", r.body);
                     assert_eq!(
                         r.body,
@@ -980,16 +904,7 @@ async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
                 }
             }
         }
-        let url = server.ws_url();
-        let refused = match who.token() {
-            None => WsClient::connect_with(&url, &[]).await.err(),
-            Some(token) => {
-                let auth = format!("Bearer {token}");
-                WsClient::connect_with(&url, &[("authorization", auth.as_str())])
-                    .await
-                    .err()
-            }
-        };
+        let refused = server.try_ws_as(who.token()).await.err();
         assert_eq!(refused, Some(401), "{who:?}: the handshake is refused");
     }
     // A forged token by cookie or query parameter is refused the same way.
@@ -1001,7 +916,7 @@ async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
         .await
         .err();
     assert_eq!(query, Some(401));
-    let r = http(&server, "GET", "/api/tasks/?token=forged", None, None).await;
+    let r = Reply::from(as_anonymous.get("/api/tasks/?token=forged").await);
     assert_eq!(r.status, 401);
     assert_eq!(r.body, json!({ "errors": [INVALID_TOKEN] }));
     assert_eq!(dump(&server).await, before, "nothing changed");
@@ -1019,7 +934,7 @@ async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
             .expect("bob by cookie");
     let r = ws_do(&mut ws, "tasks", "list", json!({})).await;
     assert_eq!((r.status, r.body["count"].clone()), (200, json!(0)));
-    let r = http(&server, "GET", "/api/tasks/?token=alice-token", None, None).await;
+    let r = Reply::from(as_anonymous.get("/api/tasks/?token=alice-token").await);
     assert_eq!((r.status, r.body["count"].clone()), (200, json!(1)));
 }
 
@@ -1028,13 +943,15 @@ async fn permission_matrix_anonymous_and_invalid_tokens_get_401() {
 #[tokio::test]
 async fn allowed_anonymous_principal_sees_only_anonymous_objects() {
     let server = TestServer::start(users_app(models::demo_tokens()).allow_anonymous(true)).await;
+    let as_anonymous = Who::Anonymous.http(&server);
+    let as_alice = Who::Alice.http(&server);
     let alice = seed(&server, Who::Alice, "alice").await;
     let anon_list = create_list_as(&server, Who::Anonymous, "shared").await;
     assert_eq!(anon_list.get("owner"), None, "{anon_list}");
     let mut anon = server.ws().await;
     for stream in ["tasks", "lists"] {
         let pk = &alice.object(stream)["id"];
-        let r = http(&server, "GET", &format!("/api/{stream}/{pk}/"), None, None).await;
+        let r = Reply::from(as_anonymous.get(&format!("/api/{stream}/{pk}/")).await);
         assert_eq!(
             (r.status, r.body.clone()),
             (404, json!({ "errors": [NOT_FOUND] }))
@@ -1045,23 +962,18 @@ async fn allowed_anonymous_principal_sees_only_anonymous_objects() {
             (404, json!({ "errors": [NOT_FOUND] }))
         );
     }
-    let r = http(&server, "GET", "/api/lists/", None, None).await;
+    let r = Reply::from(as_anonymous.get("/api/lists/").await);
     assert_eq!(r.body["count"], 1, "{}", r.body);
     assert_eq!(r.body["results"][0]["id"], anon_list["id"]);
-    let r = ws_do(
-        &mut anon,
-        "tasks",
-        "create",
-        json!({ "data": { "text": "x", "list_id": alice.list["id"] } }),
-    )
-    .await;
+    let args = json!({ "data": { "text": "x", "list_id": alice.list["id"] } });
+    let r = ws_do(&mut anon, "tasks", "create", args).await;
     assert_eq!(
         (r.status, r.body),
         (409, json!({ "errors": [FOREIGN_LIST] }))
     );
     // ...and alice sees nothing of the anonymous list.
     let path = format!("/api/lists/{}/", anon_list["id"]);
-    let r = http(&server, "GET", &path, Who::Alice.token(), None).await;
+    let r = Reply::from(as_alice.get(&path).await);
     assert_eq!(r.status, 404);
 }
 
@@ -1069,37 +981,29 @@ async fn allowed_anonymous_principal_sees_only_anonymous_objects() {
 #[tokio::test]
 async fn clients_cannot_set_the_owner() {
     let server = users_server().await;
-    let list = http(
-        &server,
-        "POST",
-        "/api/lists/",
-        Who::Alice.token(),
-        Some(&json!({ "name": "planted", "owner": "bob" })),
-    )
-    .await;
+    let as_alice = Who::Alice.http(&server);
+    let as_bob = Who::Bob.http(&server);
+    let list = Reply::from(
+        as_alice
+            .post("/api/lists/", json!({ "name": "planted", "owner": "bob" }))
+            .await,
+    );
     assert_eq!(list.status, 201, "{}", list.body);
     let task = create_task_as(&server, Who::Alice, "planted", &list.body["id"]).await;
-    let r = http(
-        &server,
-        "PATCH",
-        &format!("/api/tasks/{}/", task["id"]),
-        Who::Alice.token(),
-        Some(&json!({ "owner": "bob" })),
-    )
-    .await;
+    let r = Reply::from(
+        as_alice
+            .patch(
+                &format!("/api/tasks/{}/", task["id"]),
+                json!({ "owner": "bob" }),
+            )
+            .await,
+    );
     assert_eq!(r.status, 200, "{}", r.body);
     let all = dump(&server).await;
     assert_eq!(all.lists[0]["owner"], "alice");
     assert_eq!(all.tasks[0]["owner"], "alice");
     for stream in ["lists", "tasks"] {
-        let r = http(
-            &server,
-            "GET",
-            &format!("/api/{stream}/"),
-            Who::Bob.token(),
-            None,
-        )
-        .await;
+        let r = Reply::from(as_bob.get(&format!("/api/{stream}/")).await);
         assert_eq!(r.body["count"], 0, "{stream}: {}", r.body);
     }
 }
@@ -1120,21 +1024,25 @@ async fn notice_call(
     match via {
         Via::Http => {
             let (method, path) = match (action, pk) {
-                ("list", _) => ("GET", "/api/notices/".to_owned()),
-                ("create", _) => ("POST", "/api/notices/".to_owned()),
-                ("retrieve", Some(pk)) => ("GET", format!("/api/notices/{}/", text_pk(pk))),
-                ("update", Some(pk)) => ("PUT", format!("/api/notices/{}/", text_pk(pk))),
-                ("patch", Some(pk)) => ("PATCH", format!("/api/notices/{}/", text_pk(pk))),
-                ("delete", Some(pk)) => ("DELETE", format!("/api/notices/{}/", text_pk(pk))),
+                ("list", _) => (Method::GET, "/api/notices/".to_owned()),
+                ("create", _) => (Method::POST, "/api/notices/".to_owned()),
+                (_, Some(pk)) => {
+                    let method = match action {
+                        "retrieve" => Method::GET,
+                        "update" => Method::PUT,
+                        "patch" => Method::PATCH,
+                        "delete" => Method::DELETE,
+                        other => panic!("no HTTP form for {other:?}"),
+                    };
+                    (method, format!("/api/notices/{}/", text_pk(pk)))
+                }
                 other => panic!("no HTTP form for {other:?}"),
             };
-            http(server, method, &path, who.token(), data.as_ref()).await
+            let response = who.http(server).call(method, &path, data.as_ref(), &[]);
+            Reply::from(response.await)
         }
         Via::Ws => {
-            let mut ws = match who.token() {
-                Some(token) => server.ws_as(token).await,
-                None => server.ws().await,
-            };
+            let mut ws = who.ws(server).await;
             let mut args = Map::new();
             if let Some(pk) = pk {
                 args.insert("pk".into(), pk.clone());
@@ -1153,16 +1061,10 @@ fn text_pk(pk: &Value) -> String {
 
 #[tokio::test]
 async fn action_level_refusals_are_403_and_come_before_the_object() {
+    use Who::{Alice, Anonymous, Bob, Carol};
     let server = TestServer::start(users_app(models::demo_tokens()).allow_anonymous(true)).await;
-    let notice = notice_call(
-        &server,
-        Via::Http,
-        Who::Alice,
-        "create",
-        None,
-        Some(json!({ "body": "alice's notice" })),
-    )
-    .await;
+    let data = Some(json!({ "body": "alice's notice" }));
+    let notice = notice_call(&server, Via::Http, Alice, "create", None, data).await;
     assert_eq!(notice.status, 201, "{}", notice.body);
     assert_eq!(notice.body["author"], "alice");
     let id = notice.body["id"].clone();
@@ -1170,6 +1072,9 @@ async fn action_level_refusals_are_403_and_come_before_the_object() {
     let forbidden = json!({ "errors": [FORBIDDEN] });
     let not_found = json!({ "errors": [NOT_FOUND] });
     let body = || Some(json!({ "body": "changed" }));
+    let empty = || Some(json!({}));
+    let (on_notice, on_missing) = (Some(&id), Some(&missing));
+    let (is_forbidden, is_not_found) = (Some(&forbidden), Some(&not_found));
 
     // (who, action, pk, data, status, body)
     type NoticeRow<'a> = (
@@ -1182,93 +1087,30 @@ async fn action_level_refusals_are_403_and_come_before_the_object() {
     );
     let rows: Vec<NoticeRow<'_>> = vec![
         // Anonymous may read...
-        (Who::Anonymous, "list", None, None, 200, None),
-        (Who::Anonymous, "retrieve", Some(&id), None, 200, None),
+        (Anonymous, "list", None, None, 200, None),
+        (Anonymous, "retrieve", on_notice, None, 200, None),
         // ...but not create: refused before the data is even looked at.
-        (
-            Who::Anonymous,
-            "create",
-            None,
-            body(),
-            403,
-            Some(&forbidden),
-        ),
-        (
-            Who::Anonymous,
-            "create",
-            None,
-            Some(json!({})),
-            403,
-            Some(&forbidden),
-        ),
+        (Anonymous, "create", None, body(), 403, is_forbidden),
+        (Anonymous, "create", None, empty(), 403, is_forbidden),
         // Deleting is for admins: 403 whether or not the object exists (the action check comes
         // first, so the answer says nothing about the object).
-        (
-            Who::Anonymous,
-            "delete",
-            Some(&id),
-            None,
-            403,
-            Some(&forbidden),
-        ),
-        (
-            Who::Anonymous,
-            "delete",
-            Some(&missing),
-            None,
-            403,
-            Some(&forbidden),
-        ),
-        (Who::Bob, "delete", Some(&id), None, 403, Some(&forbidden)),
-        (
-            Who::Bob,
-            "delete",
-            Some(&missing),
-            None,
-            403,
-            Some(&forbidden),
-        ),
-        (Who::Alice, "delete", Some(&id), None, 403, Some(&forbidden)),
+        (Anonymous, "delete", on_notice, None, 403, is_forbidden),
+        (Anonymous, "delete", on_missing, None, 403, is_forbidden),
+        (Bob, "delete", on_notice, None, 403, is_forbidden),
+        (Bob, "delete", on_missing, None, 403, is_forbidden),
+        (Alice, "delete", on_notice, None, 403, is_forbidden),
         // Updating is allowed as an action; the object-level check refuses a notice the
         // principal can read but did not write (403), and a missing one is 404.
-        (
-            Who::Anonymous,
-            "update",
-            Some(&id),
-            body(),
-            403,
-            Some(&forbidden),
-        ),
-        (
-            Who::Anonymous,
-            "patch",
-            Some(&missing),
-            body(),
-            404,
-            Some(&not_found),
-        ),
-        (Who::Bob, "patch", Some(&id), body(), 403, Some(&forbidden)),
-        (
-            Who::Bob,
-            "update",
-            Some(&missing),
-            body(),
-            404,
-            Some(&not_found),
-        ),
-        (
-            Who::Carol,
-            "delete",
-            Some(&missing),
-            None,
-            404,
-            Some(&not_found),
-        ),
+        (Anonymous, "update", on_notice, body(), 403, is_forbidden),
+        (Anonymous, "patch", on_missing, body(), 404, is_not_found),
+        (Bob, "patch", on_notice, body(), 403, is_forbidden),
+        (Bob, "update", on_missing, body(), 404, is_not_found),
+        (Carol, "delete", on_missing, None, 404, is_not_found),
     ];
     for via in [Via::Http, Via::Ws] {
         for (who, action, pk, data, status, expected_body) in rows.iter().cloned() {
             let ctx = format!("{who:?} over {via:?}: {action} {pk:?}");
-            let before = notice_call(&server, Via::Http, Who::Alice, "retrieve", Some(&id), None)
+            let before = notice_call(&server, Via::Http, Alice, "retrieve", on_notice, None)
                 .await
                 .body;
             let r = notice_call(&server, via, who, action, pk, data).await;
@@ -1277,87 +1119,41 @@ async fn action_level_refusals_are_403_and_come_before_the_object() {
                 assert_eq!(&r.body, expected_body, "{ctx}");
             }
             // The notice, as its author sees it, is unchanged.
-            let after =
-                notice_call(&server, Via::Http, Who::Alice, "retrieve", Some(&id), None).await;
+            let after = notice_call(&server, Via::Http, Alice, "retrieve", on_notice, None).await;
             assert_eq!((after.status, &after.body), (200, &before), "{ctx}");
         }
     }
     // Subscribing is refused to anonymous, for any pk (the action check comes first).
     let mut anon = server.ws().await;
     for pk in [id.clone(), missing.clone()] {
-        let r = ws_do(
-            &mut anon,
-            "notices",
-            "subscribe_instance",
-            json!({ "pk": pk }),
-        )
-        .await;
+        let args = json!({ "pk": pk });
+        let r = ws_do(&mut anon, "notices", "subscribe_instance", args).await;
         assert_eq!((r.status, &r.body), (403, &forbidden), "subscribe {pk}");
     }
     // An action-level refusal even comes before the pk is parsed.
-    let r = http(
-        &server,
-        "DELETE",
-        "/api/notices/not-a-number/",
-        Who::Bob.token(),
-        None,
-    )
-    .await;
+    let not_a_number = "/api/notices/not-a-number/";
+    let r = Reply::from(Bob.http(&server).delete(not_a_number).await);
     assert_eq!((r.status, &r.body), (403, &forbidden));
-    let r = http(
-        &server,
-        "DELETE",
-        "/api/notices/not-a-number/",
-        Who::Carol.token(),
-        None,
-    )
-    .await;
+    let r = Reply::from(Carol.http(&server).delete(not_a_number).await);
     assert_eq!(r.status, 400, "{}", r.body);
 
     // What the policy allows works: bob posts and edits his own, carol deletes anything.
-    let bobs = notice_call(
-        &server,
-        Via::Ws,
-        Who::Bob,
-        "create",
-        None,
-        Some(json!({ "body": "bob's" })),
-    )
-    .await;
+    let data = Some(json!({ "body": "bob's" }));
+    let bobs = notice_call(&server, Via::Ws, Bob, "create", None, data).await;
     assert_eq!((bobs.status, &bobs.body["author"]), (201, &json!("bob")));
-    let r = notice_call(
-        &server,
-        Via::Http,
-        Who::Bob,
-        "patch",
-        Some(&bobs.body["id"]),
-        body(),
-    )
-    .await;
+    let bobs_id = Some(&bobs.body["id"]);
+    let r = notice_call(&server, Via::Http, Bob, "patch", bobs_id, body()).await;
     assert_eq!((r.status, &r.body["body"]), (200, &json!("changed")));
     let mut bob = server.ws_as("bob-token").await;
-    let r = ws_do(
-        &mut bob,
-        "notices",
-        "subscribe_instance",
-        json!({ "pk": id }),
-    )
-    .await;
+    let args = json!({ "pk": id });
+    let r = ws_do(&mut bob, "notices", "subscribe_instance", args).await;
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = notice_call(&server, Via::Ws, Who::Carol, "delete", Some(&id), None).await;
+    let r = notice_call(&server, Via::Ws, Carol, "delete", on_notice, None).await;
     assert_eq!((r.status, r.body), (204, Value::Null));
-    let event = bob.recv_event().await;
+    let event = bob.next_event().await;
     assert_eq!(event["payload"]["action"], "delete", "{event}");
     assert_eq!(event["payload"]["data"], json!({ "pk": id }), "{event}");
-    let r = notice_call(
-        &server,
-        Via::Http,
-        Who::Carol,
-        "delete",
-        Some(&bobs.body["id"]),
-        None,
-    )
-    .await;
+    let r = notice_call(&server, Via::Http, Carol, "delete", bobs_id, None).await;
     assert_eq!(r.status, 204);
 }
 
@@ -1402,6 +1198,8 @@ impl Secrets {
 #[tokio::test]
 async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
     let server = users_server().await;
+    let as_alice = Who::Alice.http(&server);
+    let as_bob = Who::Bob.http(&server);
     let mut secrets = Secrets::default();
     // Interleaved, so that ids of both users mix.
     let b1 = create_list_as(&server, Who::Bob, "bob one").await;
@@ -1418,14 +1216,7 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
     let mut alice = server.ws_as("alice-token").await;
     let mut carol = server.ws_as("carol-token").await;
     for ws in [&mut alice, &mut carol] {
-        let r = ws_call(
-            ws,
-            "tasks",
-            "subscribe",
-            "a1",
-            json!({ "group": { "list_id": a1["id"] } }),
-        )
-        .await;
+        let r = subscribe_group(ws, "a1", &a1["id"]).await;
         assert_eq!(r.status, 201, "{}", r.body);
     }
 
@@ -1434,27 +1225,14 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
     let mut statuses = Vec::new();
     // Groups: every list id that exists or will (alice's next lists included).
     for list in 1..=12 {
-        let r = ws_call(
-            &mut bob,
-            "tasks",
-            "subscribe",
-            &format!("g{list}"),
-            json!({ "group": { "list_id": list } }),
-        )
-        .await;
+        let r = subscribe_group(&mut bob, &format!("g{list}"), &json!(list)).await;
         statuses.push(r.status);
         assert_eq!(r.status, 201, "group {list}: {}", r.body);
     }
     // Snapshots of alice's lists: accepted, and empty.
     for list in [&a1["id"], &a2["id"]] {
-        let r = ws_call(
-            &mut bob,
-            "tasks",
-            "subscribe",
-            &format!("snap{list}"),
-            json!({ "group": { "list_id": list }, "snapshot": true }),
-        )
-        .await;
+        let args = json!({ "group": { "list_id": list }, "snapshot": true });
+        let r = ws_tagged(&mut bob, "tasks", "subscribe", &format!("snap{list}"), args).await;
         assert_eq!(r.status, 201, "{}", r.body);
         assert_eq!(
             r.body["results"],
@@ -1463,14 +1241,8 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
             r.body
         );
     }
-    let r = ws_call(
-        &mut bob,
-        "tasks",
-        "subscribe",
-        "snap-own",
-        json!({ "group": { "list_id": b1["id"] }, "snapshot": true }),
-    )
-    .await;
+    let args = json!({ "group": { "list_id": b1["id"] }, "snapshot": true });
+    let r = ws_tagged(&mut bob, "tasks", "subscribe", "snap-own", args).await;
     assert_eq!(
         r.body["results"],
         json!([presented(&b_task, Who::Bob)]),
@@ -1478,32 +1250,21 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
         r.body
     );
     // Resuming from the start of the log replays nothing of alice's.
-    let r = ws_call(
-        &mut bob,
-        "tasks",
-        "subscribe",
-        "since-a1",
-        json!({ "group": { "list_id": a1["id"] }, "since": 0 }),
-    )
-    .await;
+    let args = json!({ "group": { "list_id": a1["id"] }, "since": 0 });
+    let r = ws_tagged(&mut bob, "tasks", "subscribe", "since-a1", args).await;
     assert_eq!(r.status, 201, "{}", r.body);
     // His own objects by pk.
-    let r = ws_call(
-        &mut bob,
-        "tasks",
-        "subscribe_instance",
-        "i-task",
-        json!({ "pk": b_task["id"] }),
-    )
-    .await;
+    let args = json!({ "pk": b_task["id"] });
+    let r = ws_tagged(&mut bob, "tasks", "subscribe_instance", "i-task", args).await;
     assert_eq!(r.status, 201, "{}", r.body);
     for list in &bob_lists {
-        let r = ws_call(
+        let args = json!({ "pk": list });
+        let r = ws_tagged(
             &mut bob,
             "lists",
             "subscribe_instance",
             &format!("i-list{list}"),
-            json!({ "pk": list }),
+            args,
         )
         .await;
         assert_eq!(r.status, 201, "{}", r.body);
@@ -1532,13 +1293,8 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
             );
         }
         // Even with invalid data: the object is looked up (and hidden) before the data is.
-        let r = ws_do(
-            &mut bob,
-            stream,
-            "patch",
-            json!({ "pk": pk, "data": { "done": "not a bool", "text": "", "name": "" } }),
-        )
-        .await;
+        let args = json!({ "pk": pk, "data": { "done": "not a bool", "text": "", "name": "" } });
+        let r = ws_do(&mut bob, stream, "patch", args).await;
         statuses.push(r.status);
         assert_eq!(
             (r.status, &r.body),
@@ -1549,32 +1305,17 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
     // Resuming an instance subscription skips the existence check (the replay says what became
     // of the object): every pk that is not bob's, alice's or missing, answers the same 201, and
     // the replay and the live events carry nothing of alice's.
-    for pk in 1..=16 {
-        if pk != b_task["id"] {
-            let r = ws_call(
-                &mut bob,
-                "tasks",
-                "subscribe_instance",
-                &format!("since-t{pk}"),
-                json!({ "pk": pk, "since": 0 }),
-            )
-            .await;
+    let since = [
+        ("tasks", "task", "since-t", 16, vec![b_task["id"].clone()]),
+        ("lists", "list", "since-l", 12, bob_lists.to_vec()),
+    ];
+    for (stream, what, tag, last, bobs) in since {
+        for pk in (1..=last).filter(|pk| !bobs.contains(&json!(pk))) {
+            let args = json!({ "pk": pk, "since": 0 });
+            let request_id = format!("{tag}{pk}");
+            let r = ws_tagged(&mut bob, stream, "subscribe_instance", &request_id, args).await;
             statuses.push(r.status);
-            assert_eq!(r.status, 201, "task {pk}: {}", r.body);
-        }
-    }
-    for pk in 1..=12 {
-        if !bob_lists.contains(&json!(pk)) {
-            let r = ws_call(
-                &mut bob,
-                "lists",
-                "subscribe_instance",
-                &format!("since-l{pk}"),
-                json!({ "pk": pk, "since": 0 }),
-            )
-            .await;
-            statuses.push(r.status);
-            assert_eq!(r.status, 201, "list {pk}: {}", r.body);
+            assert_eq!(r.status, 201, "{what} {pk}: {}", r.body);
         }
     }
     assert!(!statuses.contains(&403), "never 403: {statuses:?}");
@@ -1590,85 +1331,42 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
         "bob follows the group of every list id"
     );
     secrets.lists.push(a3["id"].clone());
-    let t1 = ws_do(
-        &mut writer,
-        "tasks",
-        "create",
-        json!({ "data": { "text": "alice task one", "list_id": a1["id"] } }),
-    )
-    .await;
+    let args = json!({ "data": { "text": "alice task one", "list_id": a1["id"] } });
+    let t1 = ws_do(&mut writer, "tasks", "create", args).await;
     assert_eq!(t1.status, 201);
     let t1 = t1.body;
     let t2 = create_task_as(&server, Who::Alice, "alice task two", &a2["id"]).await;
-    let t3 = ws_do(
-        &mut writer,
-        "tasks",
-        "create",
-        json!({ "data": { "text": "alice task three", "list_id": a3["id"] } }),
-    )
-    .await;
+    let args = json!({ "data": { "text": "alice task three", "list_id": a3["id"] } });
+    let t3 = ws_do(&mut writer, "tasks", "create", args).await;
     assert_eq!(t3.status, 201);
     let t3 = t3.body;
     secrets
         .tasks
         .extend([t1["id"].clone(), t2["id"].clone(), t3["id"].clone()]);
-    let r = ws_do(
-        &mut writer,
-        "tasks",
-        "patch",
-        json!({ "pk": t1["id"], "data": { "text": "alice task one, edited" } }),
-    )
-    .await;
+    let args = json!({ "pk": t1["id"], "data": { "text": "alice task one, edited" } });
+    let r = ws_do(&mut writer, "tasks", "patch", args).await;
     assert_eq!(r.status, 200);
-    patch_as(
-        &server,
-        Who::Alice,
-        "tasks",
-        &t1["id"],
-        json!({ "done": true }),
-    )
-    .await;
-    let r = http(
-        &server,
-        "PUT",
-        &format!("/api/tasks/{}/", t2["id"]),
-        Who::Alice.token(),
-        Some(&json!({ "text": "alice task two, put", "done": false, "list_id": a2["id"] })),
-    )
-    .await;
+    let data = json!({ "done": true });
+    patch_as(&server, Who::Alice, "tasks", &t1["id"], data).await;
+    let r = Reply::from(
+        as_alice
+            .put(
+                &format!("/api/tasks/{}/", t2["id"]),
+                json!({ "text": "alice task two, put", "done": false, "list_id": a2["id"] }),
+            )
+            .await,
+    );
     assert_eq!(r.status, 200);
     // Moves between her lists.
-    let r = ws_do(
-        &mut writer,
-        "tasks",
-        "patch",
-        json!({ "pk": t1["id"], "data": { "list_id": a2["id"] } }),
-    )
-    .await;
+    let args = json!({ "pk": t1["id"], "data": { "list_id": a2["id"] } });
+    let r = ws_do(&mut writer, "tasks", "patch", args).await;
     assert_eq!(r.status, 200);
-    patch_as(
-        &server,
-        Who::Alice,
-        "tasks",
-        &t2["id"],
-        json!({ "list_id": a3["id"] }),
-    )
-    .await;
-    patch_as(
-        &server,
-        Who::Alice,
-        "lists",
-        &a1["id"],
-        json!({ "name": "alice one, renamed" }),
-    )
-    .await;
-    let r = ws_do(
-        &mut writer,
-        "lists",
-        "patch",
-        json!({ "pk": a3["id"], "data": { "name": "alice three, renamed" } }),
-    )
-    .await;
+    let data = json!({ "list_id": a3["id"] });
+    patch_as(&server, Who::Alice, "tasks", &t2["id"], data).await;
+    let data = json!({ "name": "alice one, renamed" });
+    patch_as(&server, Who::Alice, "lists", &a1["id"], data).await;
+    let args = json!({ "pk": a3["id"], "data": { "name": "alice three, renamed" } });
+    let r = ws_do(&mut writer, "lists", "patch", args).await;
     assert_eq!(r.status, 200);
     let r = ws_do(&mut writer, "tasks", "delete", json!({ "pk": t3["id"] })).await;
     assert_eq!(r.status, 204);
@@ -1680,14 +1378,7 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
         .expect("bulk update");
     assert_eq!(bulk.len(), 3);
     // Deleting a list deletes its tasks (t1 is in it now).
-    let r = http(
-        &server,
-        "DELETE",
-        &format!("/api/lists/{}/", a2["id"]),
-        Who::Alice.token(),
-        None,
-    )
-    .await;
+    let r = Reply::from(as_alice.delete(&format!("/api/lists/{}/", a2["id"])).await);
     assert_eq!(r.status, 204);
     let last = create_task_as(&server, Who::Alice, "alice last", &a1["id"]).await;
     assert!(last["id"].as_i64() <= Some(16), "bob follows every task pk");
@@ -1695,22 +1386,10 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
 
     // Bob's barrier: his own writes on both streams, after all of alice's. Events of a stream
     // arrive in seq order, so everything of alice's bob could get would come before them.
-    patch_as(
-        &server,
-        Who::Bob,
-        "tasks",
-        &b_task["id"],
-        json!({ "text": "bob barrier" }),
-    )
-    .await;
-    patch_as(
-        &server,
-        Who::Bob,
-        "lists",
-        &b1["id"],
-        json!({ "name": "bob barrier" }),
-    )
-    .await;
+    let data = json!({ "text": "bob barrier" });
+    patch_as(&server, Who::Bob, "tasks", &b_task["id"], data).await;
+    let data = json!({ "name": "bob barrier" });
+    patch_as(&server, Who::Bob, "lists", &b1["id"], data).await;
     let mut frames = Vec::new();
     let (mut task_barrier, mut list_barrier) = (false, false);
     while !(task_barrier && list_barrier) {
@@ -1763,14 +1442,7 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
 
     // Bob's reads see nothing of alice's either.
     for stream in ["tasks", "lists"] {
-        let r = http(
-            &server,
-            "GET",
-            &format!("/api/{stream}/?limit=1000"),
-            Who::Bob.token(),
-            None,
-        )
-        .await;
+        let r = Reply::from(as_bob.get(&format!("/api/{stream}/?limit=1000")).await);
         for object in r.body["results"].as_array().expect("results") {
             secrets.assert_absent(&json!({ "stream": stream, "payload": { "data": object } }));
         }
@@ -1826,61 +1498,29 @@ async fn subscription_matrix_bob_receives_nothing_of_alices_writes() {
 #[tokio::test]
 async fn leaving_a_subscribers_scope_is_a_delete_with_only_the_pk() {
     let server = users_server().await;
+    let as_alice = Who::Alice.http(&server);
     let a1 = create_list_as(&server, Who::Alice, "alice one").await;
     let b1 = create_list_as(&server, Who::Bob, "bob one").await;
     let task = create_task_as(&server, Who::Alice, "alice's task", &a1["id"]).await;
 
     let mut alice = server.ws_as("alice-token").await;
-    let r = ws_call(
-        &mut alice,
-        "tasks",
-        "subscribe_instance",
-        "one",
-        json!({ "pk": task["id"] }),
-    )
-    .await;
+    let args = json!({ "pk": task["id"] });
+    let r = ws_tagged(&mut alice, "tasks", "subscribe_instance", "one", args).await;
     assert_eq!(r.status, 201);
-    let r = ws_call(
-        &mut alice,
-        "tasks",
-        "subscribe",
-        "a1",
-        json!({ "group": { "list_id": a1["id"] } }),
-    )
-    .await;
+    let r = subscribe_group(&mut alice, "a1", &a1["id"]).await;
     assert_eq!(r.status, 201);
     let mut bob = server.ws_as("bob-token").await;
-    let r = ws_call(
-        &mut bob,
-        "tasks",
-        "subscribe",
-        "b1",
-        json!({ "group": { "list_id": b1["id"] } }),
-    )
-    .await;
+    let r = subscribe_group(&mut bob, "b1", &b1["id"]).await;
     assert_eq!(r.status, 201);
     let mut carol = server.ws_as("carol-token").await;
     for (rid, list) in [("a1", &a1["id"]), ("b1", &b1["id"])] {
-        let r = ws_call(
-            &mut carol,
-            "tasks",
-            "subscribe",
-            rid,
-            json!({ "group": { "list_id": list } }),
-        )
-        .await;
+        let r = subscribe_group(&mut carol, rid, list).await;
         assert_eq!(r.status, 201);
     }
 
     // Carol (admin) moves alice's task into bob's list: it becomes bob's.
-    let moved = patch_as(
-        &server,
-        Who::Carol,
-        "tasks",
-        &task["id"],
-        json!({ "list_id": b1["id"] }),
-    )
-    .await;
+    let data = json!({ "list_id": b1["id"] });
+    let moved = patch_as(&server, Who::Carol, "tasks", &task["id"], data).await;
     assert_eq!(moved["owner"], "bob");
 
     let mut events = [alice.recv_event().await, alice.recv_event().await];
@@ -1914,24 +1554,13 @@ async fn leaving_a_subscribers_scope_is_a_delete_with_only_the_pk() {
 
     // The task is now bob's: alice reads 404 and changes of it no longer reach her.
     let path = format!("/api/tasks/{}/", task["id"]);
-    let r = http(&server, "GET", &path, Who::Alice.token(), None).await;
+    let r = Reply::from(as_alice.get(&path).await);
     assert_eq!(r.status, 404);
-    let r = ws_do(
-        &mut alice,
-        "tasks",
-        "subscribe_instance",
-        json!({ "pk": task["id"] }),
-    )
-    .await;
+    let args = json!({ "pk": task["id"] });
+    let r = ws_do(&mut alice, "tasks", "subscribe_instance", args).await;
     assert_eq!(r.status, 404);
-    patch_as(
-        &server,
-        Who::Bob,
-        "tasks",
-        &task["id"],
-        json!({ "text": "bob's now" }),
-    )
-    .await;
+    let data = json!({ "text": "bob's now" });
+    patch_as(&server, Who::Bob, "tasks", &task["id"], data).await;
     assert_eq!(
         bob.recv_event().await["payload"]["data"]["text"],
         "bob's now"
@@ -1951,23 +1580,9 @@ async fn revoke_closes_every_socket_of_the_principal_with_4003() {
     let mut alice1 = server.ws_as("alice-token").await;
     let mut alice2 = server.ws_as("alice-token").await;
     let mut bob = server.ws_as("bob-token").await;
-    let r = ws_call(
-        &mut alice1,
-        "tasks",
-        "subscribe",
-        "a1",
-        json!({ "group": { "list_id": a1["id"] } }),
-    )
-    .await;
+    let r = subscribe_group(&mut alice1, "a1", &a1["id"]).await;
     assert_eq!(r.status, 201);
-    let r = ws_call(
-        &mut bob,
-        "tasks",
-        "subscribe",
-        "b1",
-        json!({ "group": { "list_id": b1["id"] } }),
-    )
-    .await;
+    let r = subscribe_group(&mut bob, "b1", &b1["id"]).await;
     assert_eq!(r.status, 201);
     // A reply proves the socket is being served (registered as alice's).
     assert_eq!(
@@ -2006,6 +1621,9 @@ async fn logout_invalidates_the_token_and_closes_the_sockets() {
         models::logout(app, routes_tokens)
     })
     .await;
+    let as_alice = Who::Alice.http(&server);
+    let as_anonymous = Who::Anonymous.http(&server);
+    let as_bob = Who::Bob.http(&server);
     let mut alice1 = server.ws_as("alice-token").await;
     let mut alice2 = server.ws_as("alice-token").await;
     let mut bob = server.ws_as("bob-token").await;
@@ -2014,13 +1632,13 @@ async fn logout_invalidates_the_token_and_closes_the_sockets() {
         assert_eq!(ws_do(ws, "lists", "list", json!({})).await.status, 200);
     }
 
-    let r = http(&server, "POST", "/logout", Who::Alice.token(), None).await;
+    let r = Reply::from(as_alice.request(Method::POST, "/logout").await);
     assert_eq!(r.status, 204, "{}", r.body);
     assert_eq!(alice1.recv_close().await, Closed::Code(4003));
     assert_eq!(alice2.recv_close().await, Closed::Code(4003));
 
     // The token is gone: 401 over HTTP and at the handshake.
-    let r = http(&server, "GET", "/api/tasks/", Who::Alice.token(), None).await;
+    let r = Reply::from(as_alice.get("/api/tasks/").await);
     assert_eq!(
         (r.status, r.body),
         (401, json!({ "errors": [INVALID_TOKEN] }))
@@ -2030,15 +1648,15 @@ async fn logout_invalidates_the_token_and_closes_the_sockets() {
             .await
             .err();
     assert_eq!(refused, Some(401));
-    let r = http(&server, "POST", "/logout", Who::Alice.token(), None).await;
+    let r = Reply::from(as_alice.request(Method::POST, "/logout").await);
     assert_eq!(r.status, 401, "logging out twice");
-    let r = http(&server, "POST", "/logout", None, None).await;
+    let r = Reply::from(as_anonymous.request(Method::POST, "/logout").await);
     assert_eq!(r.status, 401, "logging out without a token");
 
     // Bob is unaffected.
     let r = ws_do(&mut bob, "tasks", "list", json!({})).await;
     assert_eq!(r.status, 200);
-    let r = http(&server, "GET", "/api/tasks/", Who::Bob.token(), None).await;
+    let r = Reply::from(as_bob.get("/api/tasks/").await);
     assert_eq!(r.status, 200);
 }
 
@@ -2058,28 +1676,21 @@ async fn websocket_origin_must_be_allowed() {
         let url = url.clone();
         async move { WsClient::connect_with(&url, &headers).await }
     };
-    assert_eq!(
-        connect(vec![auth, ("origin", "http://evil.example")])
-            .await
-            .err(),
-        Some(403)
-    );
-    // The Origin is checked first: no credential from there is still 403.
-    assert_eq!(
-        connect(vec![("origin", "http://evil.example")]).await.err(),
-        Some(403)
-    );
-    assert_eq!(
-        connect(vec![auth, ("origin", "http://good.example.evil.example")])
-            .await
-            .err(),
-        Some(403)
-    );
-    // An allowed Origin still needs a credential.
-    assert_eq!(
-        connect(vec![("origin", "http://good.example")]).await.err(),
-        Some(401)
-    );
+    let refusals = [
+        (vec![auth, ("origin", "http://evil.example")], 403),
+        // The Origin is checked first: no credential from there is still 403.
+        (vec![("origin", "http://evil.example")], 403),
+        (
+            vec![auth, ("origin", "http://good.example.evil.example")],
+            403,
+        ),
+        // An allowed Origin still needs a credential.
+        (vec![("origin", "http://good.example")], 401),
+    ];
+    for (headers, status) in refusals {
+        let context = format!("{headers:?}");
+        assert_eq!(connect(headers).await.err(), Some(status), "{context}");
+    }
     for headers in [vec![auth, ("origin", "http://good.example")], vec![auth]] {
         let mut ws = connect(headers.clone())
             .await
@@ -2100,6 +1711,8 @@ async fn principal_throttle_is_shared_by_its_sockets_and_http_requests() {
         c.principal_request_burst = 3.0;
     }))
     .await;
+    let as_alice = Who::Alice.http(&server);
+    let as_bob = Who::Bob.http(&server);
     let throttled = json!({ "errors": [THROTTLED] });
     let mut alice1 = server.ws_as("alice-token").await;
     let mut alice2 = server.ws_as("alice-token").await;
@@ -2115,7 +1728,7 @@ async fn principal_throttle_is_shared_by_its_sockets_and_http_requests() {
         let r = ws_do(ws, "tasks", "list", json!({})).await;
         assert_eq!((r.status, &r.body), (429, &throttled));
     }
-    let r = http(&server, "GET", "/api/tasks/", Who::Alice.token(), None).await;
+    let r = Reply::from(as_alice.get("/api/tasks/").await);
     assert_eq!((r.status, &r.body), (429, &throttled), "HTTP counts too");
     // Bob has a budget of his own.
     for _ in 0..3 {
@@ -2124,14 +1737,14 @@ async fn principal_throttle_is_shared_by_its_sockets_and_http_requests() {
             200
         );
     }
-    let r = http(&server, "GET", "/api/tasks/", Who::Bob.token(), None).await;
+    let r = Reply::from(as_bob.get("/api/tasks/").await);
     assert_eq!((r.status, &r.body), (429, &throttled));
 
     // The budget refills at 2 per second (refused requests do not spend it): one request gets
     // through over HTTP, after which the sockets are refused again.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let r = http(&server, "GET", "/api/tasks/", Who::Alice.token(), None).await;
+        let r = Reply::from(as_alice.get("/api/tasks/").await);
         if r.status == 200 {
             break;
         }

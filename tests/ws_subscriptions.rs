@@ -5,57 +5,54 @@ mod common;
 
 use std::time::Duration;
 
-use rest_live::testing::WsClient;
+use rest_live::testing::{WsClient, WsReply};
 use serde_json::{Value, json};
 
 const QUIET: Duration = Duration::from_millis(300);
 
-fn frame(stream: &str, action: &str, request_id: &str, extra: Value) -> Value {
-    let mut payload = json!({ "action": action, "request_id": request_id });
-    if let (Some(p), Some(e)) = (payload.as_object_mut(), extra.as_object()) {
-        p.extend(e.clone());
-    }
-    json!({ "stream": stream, "payload": payload })
+/// `action` on `stream` with request_id `request_id` and `args`.
+async fn call(
+    ws: &mut WsClient,
+    stream: &str,
+    action: &str,
+    request_id: &str,
+    args: Value,
+) -> WsReply {
+    let mut args = args;
+    args["request_id"] = json!(request_id);
+    ws.call(stream, action, args).await
 }
 
 async fn subscribe_group(ws: &mut WsClient, request_id: &str, list: i64) -> i64 {
-    let reply = ws
-        .request(frame(
-            "tasks",
-            "subscribe",
-            request_id,
-            json!({"group": {"list_id": list}}),
-        ))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
-    assert_eq!(reply["payload"]["request_id"], request_id);
-    reply["payload"]["data"]["seq"].as_i64().expect("seq")
+    let group = json!({"group": {"list_id": list}});
+    let reply = call(ws, "tasks", "subscribe", request_id, group).await;
+    assert_eq!(reply.status, 201, "{reply}");
+    assert_eq!(reply.payload()["request_id"], request_id);
+    reply.data["seq"].as_i64().expect("seq")
 }
 
 async fn subscribe_instance(ws: &mut WsClient, stream: &str, request_id: &str, pk: &Value) {
-    let reply = ws
-        .request(frame(
-            stream,
-            "subscribe_instance",
-            request_id,
-            json!({"pk": pk}),
-        ))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
-    assert!(reply["payload"]["data"]["seq"].is_i64(), "{reply}");
+    let reply = call(
+        ws,
+        stream,
+        "subscribe_instance",
+        request_id,
+        json!({"pk": pk}),
+    )
+    .await;
+    assert_eq!(reply.status, 201, "{reply}");
+    assert!(reply.data["seq"].is_i64(), "{reply}");
+}
+
+/// A write of the writer socket (request_id `"w"`).
+async fn write(ws: &mut WsClient, stream: &str, action: &str, args: Value) -> WsReply {
+    call(ws, stream, action, "w", args).await
 }
 
 async fn patch(ws: &mut WsClient, pk: &Value, data: Value) -> Value {
-    let reply = ws
-        .request(frame(
-            "tasks",
-            "patch",
-            "w",
-            json!({"pk": pk, "data": data}),
-        ))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 200, "{reply}");
-    reply["payload"]["data"].clone()
+    let reply = write(ws, "tasks", "patch", json!({"pk": pk, "data": data})).await;
+    assert_eq!(reply.status, 200, "{reply}");
+    reply.data
 }
 
 /// Asserts an event's envelope and returns its seq.
@@ -85,14 +82,12 @@ async fn instance_subscription_receives_update_and_delete_tagged_with_its_reques
     subscribe_instance(&mut sub, "tasks", "mine", &task["id"]).await;
 
     let updated = patch(&mut writer, &task["id"], json!({"done": true})).await;
-    let s1 = check_event(&sub.recv_event().await, "update", "mine", &updated);
+    let s1 = check_event(&sub.next_event().await, "update", "mine", &updated);
 
-    let reply = writer
-        .request(frame("tasks", "delete", "w", json!({"pk": task["id"]})))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 204);
+    let reply = write(&mut writer, "tasks", "delete", json!({"pk": task["id"]})).await;
+    assert_eq!(reply.status, 204);
     let s2 = check_event(
-        &sub.recv_event().await,
+        &sub.next_event().await,
         "delete",
         "mine",
         &json!({"pk": task["id"]}),
@@ -108,25 +103,25 @@ async fn instance_subscription_receives_update_and_delete_tagged_with_its_reques
 async fn subscribing_to_a_missing_object_is_404() {
     let server = common::server().await;
     let mut ws = server.ws().await;
-    let reply = ws
-        .request(frame(
-            "tasks",
-            "subscribe_instance",
-            "s",
-            json!({"pk": 999}),
-        ))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 404);
-    assert_eq!(reply["payload"]["errors"], json!(["Not found"]));
-    let reply = ws
-        .request(frame(
-            "tasks",
-            "subscribe_instance",
-            "s",
-            json!({"pk": "x"}),
-        ))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 400);
+    let reply = call(
+        &mut ws,
+        "tasks",
+        "subscribe_instance",
+        "s",
+        json!({"pk": 999}),
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.errors, json!(["Not found"]));
+    let reply = call(
+        &mut ws,
+        "tasks",
+        "subscribe_instance",
+        "s",
+        json!({"pk": "x"}),
+    )
+    .await;
+    assert_eq!(reply.status, 400);
 }
 
 #[tokio::test]
@@ -141,9 +136,9 @@ async fn two_subscriptions_on_one_socket_are_told_apart() {
     subscribe_instance(&mut sub, "tasks", "sub-b", &b["id"]).await;
 
     let b2 = patch(&mut writer, &b["id"], json!({"text": "B"})).await;
-    check_event(&sub.recv_event().await, "update", "sub-b", &b2);
+    check_event(&sub.next_event().await, "update", "sub-b", &b2);
     let a2 = patch(&mut writer, &a["id"], json!({"text": "A"})).await;
-    check_event(&sub.recv_event().await, "update", "sub-a", &a2);
+    check_event(&sub.next_event().await, "update", "sub-a", &a2);
     sub.expect_silence(QUIET).await;
 }
 
@@ -156,16 +151,10 @@ async fn unsubscribe_instance_stops_events() {
     let task = common::create_task(&mut writer, "a", list).await;
     subscribe_instance(&mut sub, "tasks", "s1", &task["id"]).await;
 
-    let reply = sub
-        .request(frame(
-            "tasks",
-            "unsubscribe_instance",
-            "s1",
-            json!({"pk": task["id"]}),
-        ))
-        .await;
+    let pk = json!({"pk": task["id"]});
+    let reply = call(&mut sub, "tasks", "unsubscribe_instance", "s1", pk.clone()).await;
     assert_eq!(
-        reply,
+        reply.frame,
         json!({"stream": "tasks", "payload": {"action": "unsubscribe_instance", "request_id": "s1",
             "response_status": 204, "errors": [], "data": null}})
     );
@@ -173,16 +162,9 @@ async fn unsubscribe_instance_stops_events() {
     sub.expect_silence(QUIET).await;
 
     // Unsubscribing again, or a subscription that never was, is 404.
-    let reply = sub
-        .request(frame(
-            "tasks",
-            "unsubscribe_instance",
-            "s1",
-            json!({"pk": task["id"]}),
-        ))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 404);
-    assert_eq!(reply["payload"]["errors"], json!(["Not found"]));
+    let reply = call(&mut sub, "tasks", "unsubscribe_instance", "s1", pk).await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(reply.errors, json!(["Not found"]));
 }
 
 #[tokio::test]
@@ -196,10 +178,10 @@ async fn group_subscription_sees_only_its_group() {
 
     let elsewhere = common::create_task(&mut writer, "other list", two).await;
     let here = common::create_task(&mut writer, "this list", one).await;
-    check_event(&sub.recv_event().await, "create", "l1", &here);
+    check_event(&sub.next_event().await, "create", "l1", &here);
     patch(&mut writer, &elsewhere["id"], json!({"done": true})).await;
     let here2 = patch(&mut writer, &here["id"], json!({"done": true})).await;
-    check_event(&sub.recv_event().await, "update", "l1", &here2);
+    check_event(&sub.next_event().await, "update", "l1", &here2);
     sub.expect_silence(QUIET).await;
 }
 
@@ -223,21 +205,21 @@ async fn a_move_between_groups_gives_delete_create_update_exactly_once() {
     let moved = patch(&mut writer, &task["id"], json!({"list_id": two})).await;
 
     let seq = check_event(
-        &old_group.recv_event().await,
+        &old_group.next_event().await,
         "delete",
         "old",
         &json!({"pk": task["id"]}),
     );
     assert_eq!(
-        check_event(&new_group.recv_event().await, "create", "new", &moved),
+        check_event(&new_group.next_event().await, "create", "new", &moved),
         seq
     );
     assert_eq!(
-        check_event(&both.recv_event().await, "update", "b2", &moved),
+        check_event(&both.next_event().await, "update", "b2", &moved),
         seq
     );
     assert_eq!(
-        check_event(&instance.recv_event().await, "update", "i", &moved),
+        check_event(&instance.next_event().await, "update", "i", &moved),
         seq
     );
     for ws in [&mut old_group, &mut new_group, &mut both, &mut instance] {
@@ -252,22 +234,16 @@ async fn unsubscribe_group_stops_events_and_unknown_is_404() {
     let mut writer = server.ws().await;
     let mut sub = server.ws().await;
     subscribe_group(&mut sub, "g", list).await;
-    let reply = sub
-        .request(frame("tasks", "unsubscribe", "g", json!({})))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 204);
-    assert_eq!(reply["payload"]["data"], Value::Null);
+    let reply = call(&mut sub, "tasks", "unsubscribe", "g", json!({})).await;
+    assert_eq!(reply.status, 204);
+    assert_eq!(reply.data, Value::Null);
     common::create_task(&mut writer, "a", list).await;
     sub.expect_silence(QUIET).await;
 
-    let reply = sub
-        .request(frame("tasks", "unsubscribe", "g", json!({})))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 404);
-    let reply = sub
-        .request(frame("tasks", "unsubscribe", "never", json!({})))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 404);
+    let reply = call(&mut sub, "tasks", "unsubscribe", "g", json!({})).await;
+    assert_eq!(reply.status, 404);
+    let reply = call(&mut sub, "tasks", "unsubscribe", "never", json!({})).await;
+    assert_eq!(reply.status, 404);
 }
 
 #[tokio::test]
@@ -279,7 +255,7 @@ async fn subscribing_twice_with_one_request_id_delivers_once() {
     subscribe_group(&mut sub, "g", list).await;
     subscribe_group(&mut sub, "g", list).await;
     let task = common::create_task(&mut writer, "a", list).await;
-    check_event(&sub.recv_event().await, "create", "g", &task);
+    check_event(&sub.next_event().await, "create", "g", &task);
     sub.expect_silence(QUIET).await;
 }
 
@@ -295,11 +271,9 @@ async fn bad_group_arguments_are_400() {
         json!({"list_id": "one"}),
         json!([1]),
     ] {
-        let reply = ws
-            .request(frame("tasks", "subscribe", "g", json!({"group": group})))
-            .await;
-        assert_eq!(reply["payload"]["response_status"], 400, "{group}: {reply}");
-        assert!(reply["payload"]["errors"][0].is_string());
+        let reply = call(&mut ws, "tasks", "subscribe", "g", json!({"group": group})).await;
+        assert_eq!(reply.status, 400, "{group}: {reply}");
+        assert!(reply.errors[0].is_string());
     }
 }
 
@@ -313,41 +287,21 @@ async fn rejected_or_failed_writes_send_nothing_and_change_nothing() {
     subscribe_group(&mut sub, "g", list).await;
     subscribe_instance(&mut sub, "tasks", "i", &task["id"]).await;
 
+    let pk = &task["id"];
     let attempts = [
-        frame(
-            "tasks",
-            "patch",
-            "w",
-            json!({"pk": task["id"], "data": {"text": "  "}}),
-        ), // hook: blank
-        frame(
-            "tasks",
-            "patch",
-            "w",
-            json!({"pk": task["id"], "data": {"list_id": 999}}),
-        ), // 409
-        frame(
-            "tasks",
-            "patch",
-            "w",
-            json!({"pk": task["id"], "data": {"done": "yes"}}),
-        ), // type
-        frame(
-            "tasks",
-            "create",
-            "w",
-            json!({"data": {"text": "b", "list_id": 999}}),
-        ), // 409
-        frame("tasks", "create", "w", json!({"data": {"list_id": list}})), // required
+        ("patch", json!({"pk": pk, "data": {"text": "  "}})), // hook: blank
+        ("patch", json!({"pk": pk, "data": {"list_id": 999}})), // 409
+        ("patch", json!({"pk": pk, "data": {"done": "yes"}})), // type
+        ("create", json!({"data": {"text": "b", "list_id": 999}})), // 409
+        ("create", json!({"data": {"list_id": list}})),       // required
     ];
-    for attempt in attempts {
-        let reply = writer.request(attempt.clone()).await;
-        let status = reply["payload"]["response_status"].as_i64().unwrap();
-        assert!(status == 400 || status == 409, "{attempt}: {reply}");
+    for (action, args) in attempts {
+        let reply = write(&mut writer, "tasks", action, args).await;
+        assert!(reply.status == 400 || reply.status == 409, "{reply}");
     }
     sub.expect_silence(QUIET).await;
-    let reply = writer.request(frame("tasks", "list", "w", json!({}))).await;
-    assert_eq!(reply["payload"]["data"]["results"], json!([task]));
+    let reply = write(&mut writer, "tasks", "list", json!({})).await;
+    assert_eq!(reply.data["results"], json!([task]));
 }
 
 #[tokio::test]
@@ -363,21 +317,15 @@ async fn seq_strictly_increases_per_stream() {
     let mut last = start;
     for i in 0..20 {
         let task = common::create_task(&mut writer, &format!("t{i}"), list).await;
-        let seq = check_event(&sub.recv_event().await, "create", "g", &task);
+        let seq = check_event(&sub.next_event().await, "create", "g", &task);
         assert!(seq > last, "seq {seq} after {last}");
         last = seq;
     }
     // The lists stream counts on its own: its first change after the create is its seq 2.
-    let reply = writer
-        .request(frame(
-            "lists",
-            "patch",
-            "w",
-            json!({"pk": list, "data": {"name": "renamed"}}),
-        ))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 200);
-    let event = list_sub.recv_event().await;
+    let rename = json!({"pk": list, "data": {"name": "renamed"}});
+    let reply = write(&mut writer, "lists", "patch", rename).await;
+    assert_eq!(reply.status, 200);
+    let event = list_sub.next_event().await;
     assert_eq!(event["stream"], "lists");
     assert_eq!(event["payload"]["seq"], 2);
     assert_eq!(
@@ -408,7 +356,7 @@ async fn subscribe_reply_seq_is_the_position_events_follow() {
     assert_eq!(seq, 3);
     let task = common::create_task(&mut writer, "t3", list).await;
     assert_eq!(
-        check_event(&sub.recv_event().await, "create", "g", &task),
+        check_event(&sub.next_event().await, "create", "g", &task),
         4
     );
 }
@@ -424,13 +372,11 @@ async fn deleting_a_list_tells_every_subscriber_of_its_tasks() {
     subscribe_group(&mut sub, "g", list).await;
     subscribe_instance(&mut sub, "lists", "list", &json!(list)).await;
 
-    let reply = writer
-        .request(frame("lists", "delete", "w", json!({"pk": list})))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 204);
+    let reply = write(&mut writer, "lists", "delete", json!({"pk": list})).await;
+    assert_eq!(reply.status, 204);
     let mut deleted = Vec::new();
     for _ in 0..3 {
-        let event = sub.recv_event().await;
+        let event = sub.next_event().await;
         assert_eq!(event["payload"]["action"], "delete");
         deleted.push((
             event["stream"].clone(),
@@ -461,5 +407,5 @@ async fn a_malformed_frame_does_not_disturb_other_connections() {
         assert_eq!(rogue.recv_reply().await["payload"]["response_status"], 400);
     }
     let task = common::create_task(&mut rogue, "fine", list).await;
-    check_event(&sub.recv_event().await, "create", "g", &task);
+    check_event(&sub.next_event().await, "create", "g", &task);
 }

@@ -359,11 +359,12 @@ fn graph() -> BTreeMap<ModPath, BTreeSet<ModPath>> {
             match target {
                 // Exported macros (`crate::__with_conn!`) live at the root by Rust's rules; any
                 // other path through the root would hide what it uses.
-                Some(target) if target.is_empty() => {
-                    if !full.last().is_some_and(|s| s.starts_with("__")) {
-                        uses.insert(target);
-                    }
+                Some(target)
+                    if target.is_empty() && !full.last().is_some_and(|s| s.starts_with("__")) =>
+                {
+                    uses.insert(target);
                 }
+                Some(target) if target.is_empty() => {}
                 Some(target) if target != *module => {
                     uses.insert(target);
                 }

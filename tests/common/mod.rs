@@ -15,26 +15,19 @@ pub async fn server() -> TestServer {
 
 /// Creates a list over HTTP and returns its id.
 pub async fn create_list(server: &TestServer, name: &str) -> i64 {
-    let response = server
-        .http()
-        .post(server.url("/api/lists/"))
-        .header("content-type", "application/json")
-        .body(json!({ "name": name }).to_string())
-        .send()
-        .await
-        .expect("POST /api/lists/");
-    assert_eq!(response.status().as_u16(), 201);
-    let body: Value = serde_json::from_str(&response.text().await.expect("body")).expect("JSON");
-    body["id"].as_i64().expect("id")
+    let response = server.post("/api/lists/", json!({ "name": name })).await;
+    assert_eq!(response.status, 201, "{response}");
+    response.json()["id"].as_i64().expect("id")
 }
 
 /// Creates a task over the socket and returns the stored object.
 pub async fn create_task(ws: &mut WsClient, text: &str, list_id: i64) -> Value {
-    let reply = ws
-        .request(json!({"stream": "tasks", "payload": {
-            "action": "create", "request_id": "create-task",
-            "data": {"text": text, "list_id": list_id}}}))
-        .await;
-    assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
-    reply["payload"]["data"].clone()
+    let data = json!({"text": text, "list_id": list_id});
+    ws.call(
+        "tasks",
+        "create",
+        json!({"request_id": "create-task", "data": data}),
+    )
+    .await
+    .expect(201)
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use reqwest::Method;
+use rest_live::testing::{HttpClient, HttpResponse, Method};
 use serde_json::{Value, json};
 
 /// How long a condition may take before the test fails (generous: nothing here is timed).
@@ -21,24 +21,27 @@ pub struct Reply {
     pub body: Value,
 }
 
+impl From<HttpResponse> for Reply {
+    fn from(response: HttpResponse) -> Self {
+        Self {
+            status: response.status,
+            location: response.location().map(str::to_owned),
+            body: response.json(),
+        }
+    }
+}
+
 /// An HTTP client of one principal (a bearer token, or anonymous) that does not follow
 /// redirects, so that the 303 of a finished job is seen as such.
 pub struct Api {
-    base: String,
-    client: reqwest::Client,
-    token: Option<&'static str>,
+    http: HttpClient,
 }
 
 impl Api {
     /// A client of the server at `base` (`http://<addr>`).
     pub fn new(base: String, token: Option<&'static str>) -> Self {
         Self {
-            base,
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("HTTP client"),
-            token,
+            http: HttpClient::new(base).with_token(token),
         }
     }
 
@@ -49,37 +52,8 @@ impl Api {
         content_type: Option<&str>,
         body: String,
     ) -> Reply {
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base));
-        if let Some(token) = self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
-        }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = response.status().as_u16();
-        let location = response
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().expect("ASCII Location").to_owned());
-        let text = response.text().await.expect("response body");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {text:?}"))
-        };
-        Reply {
-            status,
-            location,
-            body,
-        }
+        let request = self.http.request(method, path).body(content_type, body);
+        Reply::from(request.await)
     }
 
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
@@ -172,6 +146,11 @@ impl Api {
             json!({"id": id, "state": "PENDING", "resource_uri": uri})
         );
         id
+    }
+
+    /// [`start`](Self::start)s the job `job` on list `list` (`POST /api/lists/<list>/<job>/`).
+    pub async fn start_on_list(&self, list: i64, job: &str, body: Value) -> String {
+        self.start(&format!("/api/lists/{list}/{job}/"), body).await
     }
 
     /// Polls the job's state resource until `done(state)`; returns that reply.
