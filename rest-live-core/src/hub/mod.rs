@@ -247,15 +247,14 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
     let mut frames: HashMap<FrameKey<'_>, Bytes> = HashMap::new();
     let mut last: Option<(FrameKey<'_>, Bytes)> = None;
     for (sub, base) in deliveries {
+        // Both decided once, when the subscriber registered: nothing per delivery.
         let encoder = sub.encoder;
-        let request_id = if encoder.names_subscription() {
+        let request_id = if sub.names_subscription {
             &*sub.request_id
         } else {
             ""
         };
-        // Encoders are statics: their address tells them apart.
-        let format = encoder as *const dyn EventEncoder as *const () as usize;
-        let key = (base, sub.audience.key.as_str(), format, request_id);
+        let key = (base, sub.audience.key.as_str(), sub.format, request_id);
         if last.as_ref().is_none_or(|(k, _)| *k != key) {
             let frame = match frames.get(&key) {
                 Some(frame) => frame.clone(),

@@ -36,6 +36,10 @@ pub struct Subscriber {
     pub state: Arc<SubState>,
     pub audience: Arc<Audience>,
     pub encoder: &'static dyn EventEncoder,
+    /// Which encoder, as a key of the hub's frame cache (encoders are statics: their address).
+    pub(super) format: usize,
+    /// Whether its frames name the subscription (else subscribers of an audience share one).
+    pub(super) names_subscription: bool,
 }
 
 impl Subscriber {
@@ -53,6 +57,8 @@ impl Subscriber {
             state: SubState::new(pending),
             audience,
             encoder,
+            format: encoder as *const dyn EventEncoder as *const () as usize,
+            names_subscription: encoder.names_subscription(),
         }
     }
 
