@@ -10,12 +10,14 @@
 //! # }
 //! ```
 
+mod addr;
 mod credentials;
 mod http;
 mod inspector;
 mod openapi;
 mod ws;
 
+pub use addr::{ClientAddr, client_addr};
 use rest_live_core::App;
 use warp::{Filter, Rejection, Reply};
 
