@@ -1107,8 +1107,10 @@ impl WsClient {
 
     /// Reads one frame without queueing it; `None` on timeout.
     async fn read_frame(&mut self, wait: Duration) -> Option<Received> {
+        // One deadline for the call: pings and pongs do not extend it.
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout(wait, self.socket.next()).await.ok()?;
+            let next = tokio::time::timeout_at(deadline, self.socket.next()).await.ok()?;
             let message = match next {
                 Some(Ok(m)) => m,
                 Some(Err(_)) | None => return Some(Received::Closed(Closed::Ended)),
@@ -1133,8 +1135,10 @@ impl WsClient {
 
     /// Reads one frame into the reply or event queue; `None` on timeout.
     async fn read_one(&mut self, wait: Duration) -> Option<&Value> {
+        // One deadline for the call: pings and pongs do not extend it.
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout(wait, self.socket.next()).await.ok()?;
+            let next = tokio::time::timeout_at(deadline, self.socket.next()).await.ok()?;
             let message = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => panic!("websocket error: {e}"),

@@ -1943,36 +1943,51 @@ async fn raw_http(server: &TestServer, request: &str) -> String {
     String::from_utf8_lossy(&head).into_owned()
 }
 
-/// What is not a WebSocket handshake is not upgraded (a plain GET, a wrong version, a missing
-/// key), and a valid one, with header values in other cases and `Connection` as a token list,
-/// is, with the accept key of RFC 6455's own example.
+/// What is not a WebSocket handshake is not upgraded (a plain GET, no `Upgrade` header: 404, not
+/// this route); a handshake that is wrong is refused (PROTOCOL.md §6: another version is 426 with
+/// the version spoken, a missing or malformed key 400); a valid one, with header values in other
+/// cases and `Connection` as a token list, is upgraded, with the accept key of RFC 6455's own
+/// example.
 #[tokio::test]
 async fn only_valid_websocket_handshakes_are_upgraded() {
     let server = server().await;
     let request = |headers: &str| {
         format!("GET /ws HTTP/1.1\r\nHost: localhost\r\n{headers}Content-Length: 0\r\n\r\n")
     };
+    let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     let refusals = [
-        ("plain GET", ""),
-        (
-            "version 8",
-            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
-        ),
-        (
-            "no key",
-            "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
-        ),
+        ("plain GET", String::new(), "404"),
         (
             "no Upgrade header",
-            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+            format!("Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n{key}"),
+            "404",
+        ),
+        (
+            "version 8",
+            format!("{upgrade}Sec-WebSocket-Version: 8\r\n{key}"),
+            "426",
+        ),
+        ("no version", format!("{upgrade}{key}"), "426"),
+        (
+            "no key",
+            format!("{upgrade}Sec-WebSocket-Version: 13\r\n"),
+            "400",
         ),
     ];
-    for (name, headers) in refusals {
-        let head = raw_http(&server, &request(headers)).await;
+    for (name, headers, status) in refusals {
+        let head = raw_http(&server, &request(&headers)).await;
         assert!(
-            head.starts_with("HTTP/1.1 404"),
-            "{name}: expected 404, got {head}"
+            head.starts_with(&format!("HTTP/1.1 {status}")),
+            "{name}: expected {status}, got {head}"
         );
+        if status == "426" {
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("sec-websocket-version: 13\r\n"),
+                "{name}: 426 names the version: {head}"
+            );
+        }
     }
     let head = raw_http(
         &server,

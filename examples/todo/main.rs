@@ -5,6 +5,8 @@
 //! With `--demo-users`, clients sign in with the bearer tokens `alice-token`, `bob-token`
 //! (users) or `carol-token` (admin), and `POST /logout` ends a session.
 //! With `--dev` (or `REST_LIVE_INSPECTOR=1`), the browser inspector is served at `/inspector`.
+//! `REST_LIVE_ALLOWED_ORIGINS` (comma-separated) allows origins besides the server's own;
+//! `REST_LIVE_QUEUE_BYTES` bounds each connection's unsent bytes (default 4 MiB).
 
 mod models;
 
@@ -41,6 +43,19 @@ async fn main() -> Result<(), rest_live::Error> {
             // How soon a job whose process died is run again (tests shorten it).
             if let Some(ms) = env_u64("REST_LIVE_JOB_LEASE_MS") {
                 c.job_lease = std::time::Duration::from_millis(ms);
+            }
+            // Origins allowed besides the server's own (comma-separated).
+            if let Ok(origins) = std::env::var("REST_LIVE_ALLOWED_ORIGINS") {
+                c.allowed_origins = origins
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            // Unsent bytes per connection before it is closed with 4008.
+            if let Some(bytes) = env_u64("REST_LIVE_QUEUE_BYTES") {
+                c.queue_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
             }
         })
         .build()

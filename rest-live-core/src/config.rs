@@ -33,7 +33,8 @@ pub struct Config {
     pub ws_read_buffer_bytes: usize,
     /// Largest HTTP request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
-    /// Frames queued for one connection before it is closed with 4008.
+    /// Unsent frames one connection may have queued before it is closed with 4008 (besides
+    /// [`Config::queue_bytes`]).
     pub outgoing_queue: usize,
     /// Subscriptions one connection may hold.
     pub max_subscriptions: usize,
@@ -53,7 +54,8 @@ pub struct Config {
     pub request_burst: f64,
     /// Largest group a `snapshot: true` subscription returns; a larger one is 400.
     pub max_snapshot: i64,
-    /// How long a connection being closed (4008, 4003) gets to flush its close frame.
+    /// How long a connection being closed (4008, 4003, 1001…) gets to send its close frame, and
+    /// then for the client to answer it, before the TCP connection is dropped.
     pub close_grace: Duration,
     /// Sustained requests per second one signed-in principal may make over all its connections
     /// and HTTP requests (0: no limit).
@@ -78,6 +80,22 @@ pub struct Config {
     pub job_max_attempts: u32,
     /// Finished jobs are kept this long, then pruned.
     pub job_retention: Duration,
+    // Slow, stalled and idle WebSocket peers (PROTOCOL.md §6).
+    /// Unsent bytes one connection may have queued (replies and events together) before it is
+    /// closed with 4008. A frame larger than this is still sent when nothing else is queued.
+    pub queue_bytes: usize,
+    /// How long a reply waits for room in a full queue (the connection reads no further request
+    /// meanwhile) before the client is taken as not reading and closed with 4008.
+    pub send_timeout: Duration,
+    /// A connection from which nothing has arrived for this long is pinged.
+    pub ping_interval: Duration,
+    /// A pinged connection from which nothing arrives for this long is closed (1001): the peer is
+    /// gone. A live client's WebSocket library answers pings by itself, so an idle subscriber is
+    /// never closed.
+    pub pong_timeout: Duration,
+    /// A frame the client started must be complete within this long, or the connection is closed
+    /// (1008): a peer cannot hold a connection by sending a frame a byte at a time.
+    pub frame_timeout: Duration,
 }
 
 /// Change-log retention. A client resuming from before what is kept gets 410 and refetches.
@@ -133,6 +151,11 @@ impl Default for Config {
             job_lease: Duration::from_secs(30),
             job_max_attempts: 3,
             job_retention: Duration::from_secs(7 * 24 * 3600),
+            queue_bytes: 4 << 20,
+            send_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(20),
+            frame_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -1,13 +1,21 @@
 //! The sending side of one connection, shared by every layer that sends to it: the connection
-//! (replies), the hub (events), the sessions (revocation) and the adapter's writer (which drains
-//! it). A bounded queue of encoded frames and a close signal; it knows nothing of what the frames
-//! say, so it imports nothing of the crate.
+//! (replies), the hub (events), the sessions (revocation, shutdown) and the adapter's writer
+//! (which drains it). A queue of encoded frames bounded in bytes and in frames, and a close
+//! signal; it knows nothing of what the frames say, so it imports nothing of the crate.
+//!
+//! The bound holds for replies and events together (PROTOCOL.md §6). An event that does not fit
+//! closes the connection with 4008 at once: the hub never waits for one connection. A reply that
+//! does not fit waits for the writer to make room, so the connection reads no further request
+//! meanwhile (backpressure); a client that makes no room within the send timeout is not reading,
+//! and is closed with 4008 too. A frame larger than the whole bound is still queued when the queue
+//! is empty, or it could never be sent.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 /// One encoded frame (JSON text), shared without copying by every subscriber that gets it.
 pub type Frame = Bytes;
@@ -20,6 +28,32 @@ pub struct CloseReason {
 }
 
 impl CloseReason {
+    /// The server is shutting down, or the peer stopped answering pings.
+    pub const GOING_AWAY: Self = Self {
+        code: 1001,
+        reason: "server going away",
+    };
+    /// The peer did not answer a ping in time (it is gone, or not reading at all).
+    pub const UNRESPONSIVE: Self = Self {
+        code: 1001,
+        reason: "no answer to ping",
+    };
+    /// The client broke the WebSocket protocol (an unmasked frame, a reserved opcode or bit, a
+    /// fragmented control frame, a bad close frame).
+    pub const PROTOCOL_ERROR: Self = Self {
+        code: 1002,
+        reason: "protocol error",
+    };
+    /// The client sent a text frame that is not UTF-8.
+    pub const INVALID_UTF8: Self = Self {
+        code: 1007,
+        reason: "text frame is not UTF-8",
+    };
+    /// The client started a frame and did not finish it in time.
+    pub const FRAME_TIMEOUT: Self = Self {
+        code: 1008,
+        reason: "frame not completed in time",
+    };
     /// The client sent a frame larger than the limit.
     pub const TOO_BIG: Self = Self {
         code: 1009,
@@ -37,71 +71,178 @@ impl CloseReason {
     };
 }
 
+/// What the writer is asked to send.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// An encoded frame (text).
+    Frame(Frame),
+    /// A ping, to learn whether an idle peer is still there.
+    Ping,
+}
+
+/// The bounds of one connection's queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Unsent bytes (frames queued and not yet handed to the socket).
+    pub bytes: usize,
+    /// Unsent frames.
+    pub frames: usize,
+    /// How long a reply waits for room before the connection is closed with 4008.
+    pub send_timeout: Duration,
+}
+
 /// The sending side of a connection: a bounded frame queue and a close signal.
 pub struct Outbox {
     id: u64,
-    frames: mpsc::Sender<Frame>,
+    bounds: Bounds,
+    queue: mpsc::UnboundedSender<Outgoing>,
+    counts: Arc<Counts>,
     close: watch::Sender<Option<CloseReason>>,
 }
 
+/// What the outbox and its drain share (the drain must not keep the outbox alive: the writer ends
+/// when the last sender is gone).
+#[derive(Default)]
+struct Counts {
+    /// Bytes and frames queued and not yet taken by the writer.
+    bytes: AtomicUsize,
+    frames: AtomicUsize,
+    /// Woken when the writer takes frames (room for a waiting reply) and on close.
+    room: Notify,
+}
+
+impl Counts {
+    /// Accounts for a frame that left the queue (or never entered it).
+    fn remove(&self, len: usize) {
+        self.bytes.fetch_sub(len, Ordering::AcqRel);
+        self.frames.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Accounts for a frame the writer took: its room is free for a waiting reply.
+    fn taken(&self, len: usize) {
+        self.remove(len);
+        self.room.notify_waiters();
+    }
+}
+
 /// What the adapter's writer task drains: frames to send, and when to close.
-pub struct Outgoing {
-    pub frames: mpsc::Receiver<Frame>,
-    pub close: watch::Receiver<Option<CloseReason>>,
+pub struct Drain {
+    counts: Arc<Counts>,
+    queue: mpsc::UnboundedReceiver<Outgoing>,
+    close: watch::Receiver<Option<CloseReason>>,
 }
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 impl Outbox {
-    /// A new outbox holding at most `capacity` frames, with a process-unique id, and its
-    /// draining side.
-    pub fn open(capacity: usize) -> (Arc<Self>, Outgoing) {
-        let (frames_tx, frames_rx) = mpsc::channel(capacity.max(1));
+    /// A new outbox within `bounds`, with a process-unique id, and its draining side.
+    pub fn open(bounds: Bounds) -> (Arc<Self>, Drain) {
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         let (close_tx, close_rx) = watch::channel(None);
+        let counts = Arc::new(Counts::default());
         let outbox = Arc::new(Self {
             id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
-            frames: frames_tx,
+            bounds,
+            queue: queue_tx,
+            counts: counts.clone(),
             close: close_tx,
         });
-        let outgoing = Outgoing {
-            frames: frames_rx,
+        let drain = Drain {
+            counts,
+            queue: queue_rx,
             close: close_rx,
         };
-        (outbox, outgoing)
+        (outbox, drain)
     }
 
     pub fn id(&self) -> u64 {
         self.id
     }
 
-    /// How many frames the queue holds.
-    pub fn capacity(&self) -> usize {
-        self.frames.max_capacity()
+    /// The queue's bounds.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+
+    /// Bytes queued and not yet handed to the socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.counts.bytes.load(Ordering::Acquire)
     }
 
     /// Whether the writer is gone (nothing queued will be sent any more).
     pub fn is_gone(&self) -> bool {
-        self.frames.is_closed()
+        self.queue.is_closed()
     }
 
-    /// Queues an event without waiting; a full queue closes the connection (4008).
+    /// Whether the connection was told to close.
+    pub fn is_closing(&self) -> bool {
+        self.close.borrow().is_some()
+    }
+
+    /// Queues an event without waiting; one that does not fit closes the connection (4008).
     pub fn push_event(&self, frame: Frame) {
-        if self.close.borrow().is_some() {
+        if self.is_closing() {
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.frames.try_send(frame) {
+        if !self.try_push(frame) {
             tracing::warn!(
                 connection = self.id,
+                queued_bytes = self.queued_bytes(),
                 "outgoing queue full; closing with 4008"
             );
             self.close(CloseReason::SLOW_CONSUMER);
         }
     }
 
-    /// Queues a frame, waiting for room (replies and replays: the reader waits, not the hub).
-    /// False once the connection is gone.
+    /// Queues a reply (or a replayed event), waiting for room while the client reads; a client
+    /// that makes no room within the send timeout is closed with 4008. False once the
+    /// connection is gone or closing (the caller stops reading).
     pub async fn send(&self, frame: Frame) -> bool {
-        self.frames.send(frame).await.is_ok()
+        let mut closing = self.closing();
+        let deadline = tokio::time::Instant::now() + self.bounds.send_timeout;
+        loop {
+            if self.is_closing() || self.is_gone() {
+                return false;
+            }
+            let room = self.counts.room.notified();
+            tokio::pin!(room);
+            // Registered before the attempt, so room made in between is not missed.
+            room.as_mut().enable();
+            if self.try_push(frame.clone()) {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut room => {}
+                _ = closing.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(
+                        connection = self.id,
+                        queued_bytes = self.queued_bytes(),
+                        "client made no room for a reply; closing with 4008"
+                    );
+                    self.close(CloseReason::SLOW_CONSUMER);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Queues `frame` if it fits (or the queue is empty); false if it does not.
+    fn try_push(&self, frame: Frame) -> bool {
+        let len = frame.len();
+        let before = self.counts.bytes.fetch_add(len, Ordering::AcqRel);
+        let frames = self.counts.frames.fetch_add(1, Ordering::AcqRel);
+        let fits = before == 0 || (before + len <= self.bounds.bytes && frames < self.bounds.frames);
+        if !fits || self.queue.send(Outgoing::Frame(frame)).is_err() {
+            self.counts.remove(len);
+            return false;
+        }
+        true
+    }
+
+    /// Asks the writer to ping the peer (outside the bounds: it is a few bytes).
+    pub fn ping(&self) {
+        let _ = self.queue.send(Outgoing::Ping);
     }
 
     /// Asks the writer to close the connection (the first reason wins).
@@ -114,10 +255,86 @@ impl Outbox {
                 false
             }
         });
+        self.counts.room.notify_waiters();
     }
 
     /// A receiver that changes when the connection is told to close.
     pub fn closing(&self) -> watch::Receiver<Option<CloseReason>> {
         self.close.subscribe()
+    }
+}
+
+impl Drain {
+    /// The next thing to send, once the queue has one; `None` once every sender is gone. Taking
+    /// a frame makes its room available again (it is now the socket's to send).
+    pub async fn next(&mut self) -> Option<Outgoing> {
+        let item = self.queue.recv().await;
+        self.account(item.as_ref());
+        item
+    }
+
+    /// The next thing to send if one is queued now.
+    pub fn try_next(&mut self) -> Option<Outgoing> {
+        let item = self.queue.try_recv().ok();
+        self.account(item.as_ref());
+        item
+    }
+
+    fn account(&self, item: Option<&Outgoing>) {
+        if let Some(Outgoing::Frame(frame)) = item {
+            self.counts.taken(frame.len());
+        }
+    }
+
+    /// Drops what is still queued (the connection is closing: its client resumes with `since`).
+    pub fn discard(&mut self) {
+        while self.try_next().is_some() {}
+    }
+
+    /// A receiver that changes when the connection is told to close.
+    pub fn close_signal(&self) -> watch::Receiver<Option<CloseReason>> {
+        self.close.clone()
+    }
+
+    /// Bytes queued and not yet taken.
+    pub fn queued_bytes(&self) -> usize {
+        self.counts.bytes.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(bytes: usize, frames: usize) -> Bounds {
+        Bounds {
+            bytes,
+            frames,
+            send_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn replies_wait_for_room_and_all_arrive_in_order() {
+        let (outbox, mut drain) = Outbox::open(bounds(100, 8));
+        let writer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(item) = drain.next().await {
+                if let Outgoing::Frame(frame) = item {
+                    assert!(drain.queued_bytes() <= 100);
+                    got.push(frame);
+                }
+            }
+            got
+        });
+        for i in 0..10_000u32 {
+            assert!(outbox.send(Bytes::from(format!("{i:>20}"))).await, "frame {i}");
+        }
+        drop(outbox);
+        let got = writer.await.unwrap();
+        assert_eq!(got.len(), 10_000);
+        for (i, frame) in got.iter().enumerate() {
+            assert_eq!(frame, &Bytes::from(format!("{i:>20}")));
+        }
     }
 }

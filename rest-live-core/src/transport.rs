@@ -8,14 +8,14 @@
 //! 1. `let (connection, outgoing) = Connection::open(&app, principal, ENVELOPE);`
 //! 2. a reader task passes each text frame to [`Connection::handle_text`] (binary frames to
 //!    [`Connection::handle_binary`]) until it returns false or [`Connection::closing`] changes;
-//! 3. a writer task sends what arrives on [`Outgoing::frames`], and when [`Outgoing::close`]
-//!    holds a [`CloseReason`], sends that close frame.
+//! 3. a writer task sends what [`Drain::next`] gives ([`Outgoing`] frames and pings), and once
+//!    [`Drain::closed`] gives a [`CloseReason`], sends that close frame.
 
 use crate::app::App;
 use crate::auth::Principal;
 pub use crate::connection::Connection;
 pub use crate::http::{HttpRequest, HttpResponse};
-pub use crate::outbox::{CloseReason, Frame, Outgoing};
+pub use crate::outbox::{CloseReason, Drain, Frame, Outgoing};
 pub use crate::protocol::Codec;
 
 /// The protocol's `{stream, payload}` envelope (the main WebSocket endpoint).

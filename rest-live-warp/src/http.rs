@@ -46,6 +46,16 @@ where
     B: Buf,
 {
     let token = credentials::token(&headers, &query, &app.config().auth_cookie);
+    // A browser sends the cookie by itself, whatever page asks: a write it authenticates must
+    // come from an allowed origin (CSRF), by the WebSocket handshake's rule.
+    let writes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if writes && credentials::is_cookie(&headers, &app.config().auth_cookie) {
+        let origin = credentials::origin(&headers);
+        if let Err(error) = app.check_origin(origin, credentials::host(&headers)) {
+            tracing::info!(origin, "cookie-authenticated write from a disallowed origin refused");
+            return HttpResponse::error(&error);
+        }
+    }
     let principal = match app.authenticate(token.as_deref()).await {
         Ok(principal) => principal,
         Err(error) => return HttpResponse::error(&error),

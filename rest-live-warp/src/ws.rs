@@ -4,20 +4,30 @@
 //! `{stream, payload}` envelope, and django-rest-live's subscription format; handshake, limits
 //! and close codes are the same.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use rest_live_core::transport::{
-    CloseReason, Codec, Connection, ENVELOPE, Frame, HttpResponse, Outgoing,
+    CloseReason, Codec, Connection, Drain, ENVELOPE, Frame, HttpResponse, Outgoing,
 };
 use rest_live_core::{App, Principal};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use warp::http::header::{
-    CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
@@ -52,9 +62,11 @@ pub fn endpoint(
             move |headers: HeaderMap, on_upgrade: Option<OnUpgrade>, query: String| {
                 let app = app.clone();
                 async move {
-                    // Not a WebSocket handshake: not this route (as with `warp::ws()`).
-                    let Some(accept) = accept_key(&headers) else {
-                        return Err(warp::reject::not_found());
+                    let accept = match handshake(&headers) {
+                        // Not a WebSocket handshake: not this route (as with `warp::ws()`).
+                        Handshake::NotWebSocket => return Err(warp::reject::not_found()),
+                        Handshake::Refused(response) => return Ok(response),
+                        Handshake::Accept(accept) => accept,
                     };
                     let Some(on_upgrade) = on_upgrade else {
                         return Err(warp::reject::not_found());
@@ -65,25 +77,74 @@ pub fn endpoint(
         )
 }
 
-/// The `Sec-WebSocket-Accept` value for a valid handshake request (RFC 6455 §4.2.1), or `None`.
-fn accept_key(headers: &HeaderMap) -> Option<HeaderValue> {
+/// What a request's headers make of it (RFC 6455 §4.2.1, PROTOCOL.md §6).
+enum Handshake {
+    /// No `Upgrade: websocket`: an ordinary request.
+    NotWebSocket,
+    /// A handshake that cannot be accepted: 400, or 426 for another protocol version.
+    Refused(warp::reply::Response),
+    /// A valid handshake, with its `Sec-WebSocket-Accept` value.
+    Accept(HeaderValue),
+}
+
+fn handshake(headers: &HeaderMap) -> Handshake {
     let has_token = |name, token: &str| {
         headers.get_all(name).iter().any(|v| {
             v.to_str()
                 .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
-    let upgrade = has_token(CONNECTION, "upgrade") && has_token(UPGRADE, "websocket");
-    let version = headers
-        .get(SEC_WEBSOCKET_VERSION)
-        .map(HeaderValue::as_bytes)
-        == Some(b"13");
-    let key = headers.get(SEC_WEBSOCKET_KEY)?;
-    if !(upgrade && version) {
-        return None;
+    if !has_token(UPGRADE, "websocket") {
+        return Handshake::NotWebSocket;
     }
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
-    HeaderValue::from_str(&accept).ok()
+    if headers.get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        let mut response = refusal(
+            StatusCode::UPGRADE_REQUIRED,
+            "Unsupported WebSocket version: this server speaks version 13.",
+        );
+        response
+            .headers_mut()
+            .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return Handshake::Refused(response);
+    }
+    if !has_token(CONNECTION, "upgrade") {
+        return Handshake::Refused(refusal(
+            StatusCode::BAD_REQUEST,
+            "A WebSocket handshake needs \"Connection: Upgrade\".",
+        ));
+    }
+    // The key must be 16 bytes, base64-encoded (24 characters, canonical padding).
+    let key = headers.get(SEC_WEBSOCKET_KEY).map(HeaderValue::as_bytes);
+    let valid = key.is_some_and(|key| {
+        data_encoding::BASE64
+            .decode(key)
+            .is_ok_and(|bytes| bytes.len() == 16)
+    });
+    match key {
+        Some(key) if valid => {
+            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key);
+            match HeaderValue::from_str(&accept) {
+                Ok(accept) => Handshake::Accept(accept),
+                Err(_) => Handshake::Refused(refusal(StatusCode::BAD_REQUEST, "Invalid key.")),
+            }
+        }
+        _ => Handshake::Refused(refusal(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be 16 bytes in base64.",
+        )),
+    }
+}
+
+/// A refused handshake: the status and the error body of PROTOCOL.md §1.
+fn refusal(status: StatusCode, message: &str) -> warp::reply::Response {
+    let body = serde_json::json!({ "errors": [message] }).to_string();
+    let mut response = warp::reply::Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// Checks the handshake (Origin, credential) before upgrading: a refusal is an HTTP 403 or 401.
@@ -95,8 +156,8 @@ async fn upgrade(
     query: String,
     codec: &'static dyn Codec,
 ) -> warp::reply::Response {
-    let origin = headers.get(ORIGIN).and_then(|o| o.to_str().ok());
-    if let Err(error) = app.check_origin(origin) {
+    let origin = credentials::origin(&headers);
+    if let Err(error) = app.check_origin(origin, credentials::host(&headers)) {
         tracing::info!(
             origin,
             "websocket handshake from a disallowed origin refused"
@@ -121,9 +182,13 @@ async fn upgrade(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let io = TokioIo::new(upgraded);
+                let received = Arc::new(AtomicU64::new(0));
+                let io = Counted {
+                    io: TokioIo::new(upgraded),
+                    received: received.clone(),
+                };
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config));
-                start(app, socket.await, principal, token, codec).await;
+                start(app, socket.await, received, principal, token, codec).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
@@ -137,7 +202,59 @@ async fn upgrade(
     response
 }
 
-type WebSocket = WebSocketStream<TokioIo<Upgraded>>;
+/// The upgraded socket, counting the bytes received (to tell a frame in progress from silence).
+struct Counted {
+    io: TokioIo<Upgraded>,
+    received: Arc<AtomicU64>,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.received.fetch_add(read as u64, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+type WebSocket = WebSocketStream<Counted>;
 
 /// See `write_buffer_size` in [`upgrade`]: room for ~80 typical events per socket write.
 const WRITE_BUFFER: usize = 16 * 1024;
@@ -147,40 +264,157 @@ const WRITE_BUFFER: usize = 16 * 1024;
 async fn start(
     app: App,
     socket: WebSocket,
+    received: Arc<AtomicU64>,
     principal: Principal,
     token: Option<String>,
     codec: &'static dyn Codec,
 ) {
-    let grace = app.config().close_grace;
+    let config = app.config();
+    let timing = Timing {
+        close_grace: config.close_grace,
+        ping_interval: config.ping_interval,
+        pong_timeout: config.pong_timeout,
+        frame_timeout: config.frame_timeout,
+    };
     let (sink, stream) = socket.split();
     let signed_in = principal.id.is_some();
-    let (connection, outgoing) = Connection::open(&app, principal, codec);
+    let (connection, drain) = Connection::open(&app, principal, codec);
     // A revocation between the handshake's check and the registration above would have missed
     // this socket: check the credential once more now that revocations reach it.
     if signed_in && Box::pin(app.authenticate(token.as_deref())).await.is_err() {
         connection.close(CloseReason::REVOKED);
     }
     tracing::debug!(connection = connection.id(), "websocket opened");
-    let writer = tokio::spawn(write(sink, outgoing, grace));
-    tokio::spawn(read(stream, connection, writer));
+    let writer = tokio::spawn(write(sink, drain, timing.close_grace));
+    tokio::spawn(read(stream, received, connection, writer, timing));
+}
+
+/// The time limits of a socket (from the app's configuration).
+#[derive(Clone, Copy)]
+struct Timing {
+    close_grace: Duration,
+    ping_interval: Duration,
+    pong_timeout: Duration,
+    frame_timeout: Duration,
+}
+
+/// What the reader knows of its peer's liveness: when the last whole message came, how many
+/// bytes had arrived then, and whether a ping is out.
+struct Liveness {
+    timing: Timing,
+    received: Arc<AtomicU64>,
+    /// Bytes received up to the last whole message.
+    at_message: u64,
+    last_message: Instant,
+    /// When bytes of an unfinished frame were first seen.
+    partial_since: Option<Instant>,
+    /// When the ping now unanswered was sent.
+    pinged: Option<Instant>,
+}
+
+/// What to do at a liveness check.
+enum Check {
+    /// Check again then.
+    Until(Instant),
+    /// Ping the peer, and check again then.
+    Ping(Instant),
+    /// Close the connection.
+    Close(CloseReason),
+}
+
+impl Liveness {
+    fn new(timing: Timing, received: Arc<AtomicU64>) -> Self {
+        Self {
+            timing,
+            at_message: received.load(Ordering::Relaxed),
+            received,
+            last_message: Instant::now(),
+            partial_since: None,
+            pinged: None,
+        }
+    }
+
+    /// A whole message arrived: the peer is there, and no frame is unfinished.
+    fn message(&mut self) {
+        self.at_message = self.received.load(Ordering::Relaxed);
+        self.last_message = Instant::now();
+        self.partial_since = None;
+        self.pinged = None;
+    }
+
+    /// The first check after a message.
+    fn next_check(&self) -> Instant {
+        self.last_message + self.timing.ping_interval.min(self.timing.frame_timeout)
+    }
+
+    fn check(&mut self, now: Instant) -> Check {
+        let timing = self.timing;
+        if self.received.load(Ordering::Relaxed) != self.at_message {
+            // Bytes came and no whole message: a frame is in progress, and must end in time.
+            let since = *self.partial_since.get_or_insert(now);
+            return if now >= since + timing.frame_timeout {
+                Check::Close(CloseReason::FRAME_TIMEOUT)
+            } else {
+                Check::Until(since + timing.frame_timeout)
+            };
+        }
+        match self.pinged {
+            Some(at) if now >= at + timing.pong_timeout => {
+                Check::Close(CloseReason::UNRESPONSIVE)
+            }
+            Some(at) => Check::Until(at + timing.pong_timeout),
+            None if now >= self.last_message + timing.ping_interval => {
+                self.pinged = Some(now);
+                Check::Ping(now + timing.pong_timeout.min(timing.frame_timeout))
+            }
+            None => Check::Until(
+                (self.last_message + timing.ping_interval).min(now + timing.frame_timeout),
+            ),
+        }
+    }
 }
 
 /// The reader of a socket: hands each frame to the connection, in order, until either side
-/// closes.
+/// closes; pings an idle peer and closes one that stopped answering or sends a frame too slowly.
+/// Once the connection closes, it waits (within the grace) for the peer to answer the close
+/// frame, so that the TCP connection ends only after the peer has read it.
 async fn read(
     mut stream: futures_util::stream::SplitStream<WebSocket>,
+    received: Arc<AtomicU64>,
     mut connection: Connection,
     writer: tokio::task::JoinHandle<()>,
+    timing: Timing,
 ) {
     let id = connection.id();
     let mut closing = connection.closing();
-    loop {
+    let mut liveness = Liveness::new(timing, received);
+    let check = tokio::time::sleep_until(liveness.next_check());
+    tokio::pin!(check);
+    let closed_by_server = loop {
         let message = tokio::select! {
-            // The server closes this connection (slow reader, revoked): stop reading.
-            _ = closing.changed() => break,
+            biased;
+            // The server closes this connection (slow reader, revoked, shutdown): stop reading.
+            _ = closing.changed() => break true,
             message = stream.next() => message,
+            () = &mut check => {
+                match liveness.check(Instant::now()) {
+                    Check::Until(at) => check.as_mut().reset(at),
+                    Check::Ping(at) => {
+                        connection.ping();
+                        check.as_mut().reset(at);
+                    }
+                    Check::Close(reason) => {
+                        tracing::debug!(connection = id, reason = reason.reason, "closing");
+                        connection.close(reason);
+                        break true;
+                    }
+                }
+                continue;
+            }
         };
-        let Some(message) = message else { break };
+        let Some(message) = message else { break false };
+        liveness.message();
+        check.as_mut().reset(liveness.next_check());
         let alive = match message {
             // Boxed: a request's future lives only while it is handled, and inlined it would make
             // every idle connection's task kilobytes larger.
@@ -190,75 +424,120 @@ async fn read(
             // Ping and pong are answered by the WebSocket layer.
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => true,
             Err(error) => {
-                if is_too_big(&error) {
-                    connection.close(CloseReason::TOO_BIG);
-                }
                 tracing::debug!(connection = id, %error, "websocket read failed");
-                false
+                match close_reason(&error) {
+                    Some(reason) => {
+                        connection.close(reason);
+                        break true;
+                    }
+                    None => false,
+                }
             }
         };
         if !alive {
-            break;
+            // The reply could not be queued because the server is closing the connection.
+            break connection.is_closing();
         }
-    }
+    };
     // Dropping the connection removes its subscriptions; once nothing holds its outbox, the writer
     // drains what is queued and ends.
     drop(connection);
+    if closed_by_server {
+        // Read (and drop) what the peer still sends until it answers the close frame, or the
+        // grace ends: twice the grace, once for the close frame to get out, once for the answer.
+        let answered = async {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(2 * timing.close_grace, answered).await;
+    }
     let _ = writer.await;
     tracing::debug!(connection = id, "websocket closed");
 }
 
+/// The close code for a read error, if one is to be sent (none when the peer is already gone).
+fn close_reason(error: &WsError) -> Option<CloseReason> {
+    match error {
+        WsError::Capacity(_) => Some(CloseReason::TOO_BIG),
+        WsError::Utf8(_) => Some(CloseReason::INVALID_UTF8),
+        WsError::Protocol(
+            ProtocolError::ResetWithoutClosingHandshake
+            | ProtocolError::SendAfterClosing
+            | ProtocolError::ReceivedAfterClosing,
+        ) => None,
+        WsError::Protocol(_) => Some(CloseReason::PROTOCOL_ERROR),
+        _ => None,
+    }
+}
+
 /// The single writer of a socket: sends queued frames, batching what is waiting into one flush,
-/// until the queue ends or a close is asked for. A close is sent after what was already handed to
-/// the socket, and the socket is dropped if the client does not take it within `grace`.
+/// until the queue ends or a close is asked for. On a close, what is still queued is dropped
+/// (the client resumes with `since`), and the close frame follows what was already handed to the
+/// socket; the socket is dropped if the client does not take it within `grace`.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    out: Outgoing,
-    grace: std::time::Duration,
+    mut drain: Drain,
+    grace: Duration,
 ) {
-    let Outgoing {
-        mut frames,
-        mut close,
-    } = out;
-    {
-        // One close future for the connection's life, not one per wake-up (it showed in profiles).
-        let closed = close.changed();
-        tokio::pin!(closed);
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = &mut closed => break,
-                frame = frames.recv() => frame,
-            };
-            let Some(frame) = frame else {
-                let _ = sink.close().await;
-                return;
-            };
-            let send = async {
-                sink.feed(text(frame)).await?;
-                while let Ok(frame) = frames.try_recv() {
-                    sink.feed(text(frame)).await?;
-                }
-                sink.flush().await
-            };
-            // A client that does not read blocks the send; a close must still get through.
-            let sent = tokio::select! {
-                biased;
-                _ = &mut closed => break,
-                sent = send => sent,
-            };
-            if sent.is_err() {
-                return;
+    let mut signal = drain.close_signal();
+    // One close future for the connection's life, not one per wake-up (it showed in profiles).
+    let closed = closed(&mut signal);
+    tokio::pin!(closed);
+    let reason = loop {
+        let item = tokio::select! {
+            biased;
+            reason = &mut closed => break reason,
+            item = drain.next() => item,
+        };
+        let Some(item) = item else {
+            let _ = sink.close().await;
+            return;
+        };
+        let send = async {
+            sink.feed(message(item)).await?;
+            while let Some(item) = drain.try_next() {
+                sink.feed(message(item)).await?;
             }
+            sink.flush().await
+        };
+        // A client that does not read blocks the send; a close must still get through.
+        let sent = tokio::select! {
+            biased;
+            reason = &mut closed => break reason,
+            sent = send => sent,
+        };
+        if sent.is_err() {
+            return;
+        }
+    };
+    drain.discard();
+    let close = sink.send(Message::Close(Some(CloseFrame {
+        code: CloseCode::from(reason.code),
+        reason: Utf8Bytes::from_static(reason.reason),
+    })));
+    let _ = tokio::time::timeout(grace, close).await;
+}
+
+/// Completes when the connection is told to close, with why (never if it is dropped unclosed:
+/// then the queue ends, and the writer with it).
+async fn closed(signal: &mut watch::Receiver<Option<CloseReason>>) -> CloseReason {
+    loop {
+        if let Some(reason) = *signal.borrow_and_update() {
+            return reason;
+        }
+        if signal.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
-    let reason = *close.borrow();
-    if let Some(reason) = reason {
-        let close = sink.send(Message::Close(Some(CloseFrame {
-            code: CloseCode::from(reason.code),
-            reason: Utf8Bytes::from_static(reason.reason),
-        })));
-        let _ = tokio::time::timeout(grace, close).await;
+}
+
+fn message(item: Outgoing) -> Message {
+    match item {
+        Outgoing::Frame(frame) => text(frame),
+        Outgoing::Ping => Message::Ping(Bytes::new()),
     }
 }
 
@@ -270,9 +549,3 @@ fn text(frame: Frame) -> Message {
     Message::Text(text)
 }
 
-fn is_too_big(error: &WsError) -> bool {
-    matches!(
-        error,
-        WsError::Capacity(CapacityError::MessageTooLong { .. })
-    )
-}

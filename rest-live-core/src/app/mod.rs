@@ -3,6 +3,7 @@
 //! layers below never see it.
 
 pub mod builder;
+mod origin;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -150,14 +151,27 @@ impl App {
             .unwrap_or(self.inner.authenticator.is_none())
     }
 
-    /// Checks a WebSocket handshake's Origin against [`Config::allowed_origins`].
-    pub fn check_origin(&self, origin: Option<&str>) -> Result<(), ApiError> {
-        let allowed = &self.inner.config.allowed_origins;
-        match origin {
-            Some(origin) if !allowed.is_empty() && !allowed.iter().any(|a| a == origin) => {
-                Err(ApiError::OriginNotAllowed)
-            }
-            _ => Ok(()),
+    /// Checks the `Origin` of a WebSocket handshake, or of a cookie-authenticated HTTP request
+    /// that writes (PROTOCOL.md §6): once any authentication is configured (or
+    /// [`Config::allowed_origins`] lists origins), only the server's own origin and the listed
+    /// ones are allowed, and `null` never is. The server's own origin is the request's `host`
+    /// (`Host` header) over http or https. A request without an Origin is not a browser's, and is
+    /// judged by its credential alone.
+    pub fn check_origin(&self, origin: Option<&str>, host: Option<&str>) -> Result<(), ApiError> {
+        let Some(origin) = origin.map(str::trim) else {
+            return Ok(());
+        };
+        let listed = &self.inner.config.allowed_origins;
+        if !self.authenticates() && listed.is_empty() {
+            return Ok(());
+        }
+        let allowed = origin != "null"
+            && (listed.iter().any(|a| origin::same(a, origin))
+                || host.is_some_and(|host| origin::is_own(origin, host)));
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::OriginNotAllowed)
         }
     }
 

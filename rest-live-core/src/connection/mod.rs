@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::hub::Audience;
-use crate::outbox::{CloseReason, Outbox, Outgoing};
+use crate::outbox::{Bounds, CloseReason, Drain, Outbox};
 use crate::protocol::{Codec, Command, Echo, Request};
 use crate::resource::binding::Binding;
 use crate::throttle::Throttle;
@@ -44,11 +44,15 @@ pub struct Connection {
 
 impl Connection {
     /// Opens a connection's state for `principal`, speaking `codec`; the adapter's writer drains
-    /// the returned [`Outgoing`].
-    pub fn open(app: &App, principal: Principal, codec: &'static dyn Codec) -> (Self, Outgoing) {
+    /// the returned [`Drain`].
+    pub fn open(app: &App, principal: Principal, codec: &'static dyn Codec) -> (Self, Drain) {
         let config = app.config();
         let throttle = Throttle::new(config.requests_per_second, config.request_burst);
-        let (outbox, outgoing) = Outbox::open(config.outgoing_queue);
+        let (outbox, outgoing) = Outbox::open(Bounds {
+            bytes: config.queue_bytes,
+            frames: config.outgoing_queue,
+            send_timeout: config.send_timeout,
+        });
         app.sessions().register(&principal, &outbox);
         let connection = Self {
             app: app.clone(),
@@ -78,6 +82,21 @@ impl Connection {
     /// A receiver that changes when the connection is told to close (the adapter stops reading).
     pub fn closing(&self) -> watch::Receiver<Option<CloseReason>> {
         self.outbox.closing()
+    }
+
+    /// Whether the connection was told to close.
+    pub fn is_closing(&self) -> bool {
+        self.outbox.is_closing()
+    }
+
+    /// Asks the writer to ping the peer (the adapter does when the connection is idle).
+    pub fn ping(&self) {
+        self.outbox.ping();
+    }
+
+    /// Bytes queued for this connection and not yet handed to its socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox.queued_bytes()
     }
 
     /// Handles one text frame and queues its reply. Returns false once the connection is gone.

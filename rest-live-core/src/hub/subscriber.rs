@@ -15,14 +15,21 @@ pub struct SubState {
     /// Only changes with a larger seq are delivered.
     after: AtomicI64,
     /// `Some` while pending: held-back frames with their seq.
-    held: Mutex<Option<Vec<(i64, Bytes)>>>,
+    held: Mutex<Option<Held>>,
+}
+
+/// Frames held back while a subscription is pending, and their bytes.
+#[derive(Default)]
+struct Held {
+    frames: Vec<(i64, Bytes)>,
+    bytes: usize,
 }
 
 impl SubState {
     fn new(pending: bool) -> Arc<Self> {
         Arc::new(Self {
             after: AtomicI64::new(0),
-            held: Mutex::new(pending.then(Vec::new)),
+            held: Mutex::new(pending.then(Held::default)),
         })
     }
 }
@@ -68,12 +75,16 @@ impl Subscriber {
         }
         let mut held = self.state.held.lock().unwrap_or_else(|p| p.into_inner());
         match held.as_mut() {
-            Some(frames) => {
+            Some(held) => {
                 // A pending subscription holds at most one queue's worth, like a live one.
-                if frames.len() >= self.outbox.capacity() {
+                let bounds = self.outbox.bounds();
+                let full = held.frames.len() >= bounds.frames
+                    || (!held.frames.is_empty() && held.bytes + frame.len() > bounds.bytes);
+                if full {
                     self.outbox.close(CloseReason::SLOW_CONSUMER);
                 } else {
-                    frames.push((seq, frame));
+                    held.bytes += frame.len();
+                    held.frames.push((seq, frame));
                 }
             }
             None => self.outbox.push_event(frame),
@@ -85,7 +96,7 @@ impl Subscriber {
     pub fn release(&self, after: i64) {
         let mut held = self.state.held.lock().unwrap_or_else(|p| p.into_inner());
         self.state.after.store(after, Ordering::Release);
-        for (seq, frame) in held.take().unwrap_or_default() {
+        for (seq, frame) in held.take().unwrap_or_default().frames {
             if seq > after {
                 self.outbox.push_event(frame);
             }
