@@ -35,7 +35,7 @@ fn decode(text: &str) -> Result<Request, Rejected> {
         error: ApiError::BadRequest(message),
     };
     let value: Value =
-        serde_json::from_str(text).map_err(|e| unparsable(format!("Invalid JSON: {e}")))?;
+        crate::json::from_str(text).map_err(|e| unparsable(format!("Invalid JSON: {e}")))?;
     let Value::Object(mut frame) = value else {
         return Err(unparsable("A frame must be a JSON object.".into()));
     };
