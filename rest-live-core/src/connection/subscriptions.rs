@@ -140,7 +140,9 @@ impl Connection {
         let meta = binding.meta();
         let stream = meta.stream;
         let principal = self.principal.clone();
-        let (start, retained) = self
+        let keep = self.app.config().retention.max_rows;
+        let cutoff = crate::app::pruner::age_cutoff(self.app.config());
+        let (start, resumable) = self
             .app
             .store()
             .read(move |mut c| {
@@ -148,15 +150,13 @@ impl Connection {
                     binding.retrieve(c.reborrow(), &principal, pk)?;
                 }
                 let head = changelog::stream_head(c.reborrow(), stream)?;
-                let retained = changelog::count_stream(c, stream, since, head)?;
-                Ok((head, retained))
+                // Not if `since` is past the head (a seq this log never handed out: the client's
+                // state comes from another history), nor older than what retention keeps.
+                let resumable = changelog::can_resume(c, stream, since, head, keep, cutoff)?;
+                Ok((head, resumable))
             })
             .await?;
-        if since > start {
-            // A seq this log never handed out: the client's state comes from another history.
-            return Err(ApiError::ResyncRequired);
-        }
-        if retained != start - since {
+        if !resumable {
             return Err(ApiError::ResyncRequired);
         }
         if !self
