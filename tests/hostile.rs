@@ -626,40 +626,29 @@ fn ws_cases() -> Vec<WsCase> {
             404,
             one("Not found"),
         ),
-        // --- duplicate keys: serde_json keeps the last ---
-        valid_on_tasks(
-            "duplicate pk: the last one counts",
-            "retrieve",
-            r#""pk": 999, "pk": 1"#,
-            200,
-            Data::Exact(task1.clone()),
-            Effect::None,
+        // --- duplicate keys: a malformed frame, whatever the key and however deep ---
+        malformed(
+            "duplicate pk",
+            tasks("retrieve", r#""pk": 999, "pk": 1"#),
+            Errors::StartsWith("Invalid JSON: duplicate key \"pk\" at line 1 column "),
         ),
-        valid(
-            "duplicate action: the last one counts (a read, nothing deleted)",
-            r#"{"stream": "tasks", "payload": {"action": "delete", "request_id": "h", "pk": 1, "action": "retrieve"}}"#,
-            "tasks",
-            "retrieve",
-            200,
-            Data::Exact(task1.clone()),
-            Effect::None,
+        malformed(
+            "duplicate action (a filter would see a read, last-wins a delete)",
+            r#"{"stream": "tasks", "payload": {"action": "retrieve", "request_id": "h", "pk": 1, "action": "delete"}}"#,
+            Errors::StartsWith("Invalid JSON: duplicate key \"action\" at line 1 column "),
         ),
-        valid(
-            "duplicate stream: the last one counts",
+        malformed(
+            "duplicate stream",
             r#"{"stream": "nope", "payload": {"action": "retrieve", "request_id": "h", "pk": 1}, "stream": "lists"}"#,
-            "lists",
-            "retrieve",
-            200,
-            Data::Exact(json!({"id": 1, "name": "Groceries"})),
-            Effect::None,
+            Errors::StartsWith("Invalid JSON: duplicate key \"stream\" at line 1 column "),
         ),
-        valid_on_tasks(
-            "duplicate field in data: the last one is stored",
-            "create",
-            r#""data": {"text": "first", "list_id": 1, "text": "second"}"#,
-            201,
-            Data::Fields(json!({"text": "second", "list_id": 1, "done": false})),
-            Effect::Created("tasks"),
+        malformed(
+            "duplicate field in data: nothing is stored",
+            tasks(
+                "create",
+                r#""data": {"text": "first", "list_id": 1, "text": "second"}"#,
+            ),
+            Errors::StartsWith("Invalid JSON: duplicate key \"text\" at line 1 column "),
         ),
         // --- unknown fields ---
         valid_on_tasks(
@@ -1543,14 +1532,13 @@ fn http_cases() -> Vec<HttpCase> {
             Data::Fields(json!({"results": [], "offset": 9223372036854775807_i64})),
             Effect::None,
         ),
-        http_valid(
-            "duplicate keys: the last one is stored",
+        http_refused(
+            "duplicate keys: nothing is stored",
             M::POST,
             "/api/tasks/",
             r#"{"text": "first", "list_id": 2, "text": "second", "list_id": 1}"#,
-            201,
-            Data::Fields(json!({"text": "second", "list_id": 1})),
-            Effect::Created("tasks"),
+            400,
+            one("Invalid JSON: duplicate key \"text\" at line 1 column 38"),
         ),
         http_valid(
             "SQL-looking text is stored verbatim",

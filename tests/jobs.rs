@@ -773,9 +773,143 @@ async fn a_job_is_its_owners_only() {
     assert_eq!(alice.wait_finished(&id).await, "SUCCESS");
     assert_eq!(alice.result(&id).await, json!({"result": {"archived": 3}}));
 
-    // Bob's resumed subscription (if it was accepted at all) never carried a frame of her job.
-    assert!(resumed.status == 404 || resumed.status == 201, "{resumed}");
+    // Bob's resumed subscription was refused like one to a job that does not exist.
+    assert_eq!(resumed.status, 404, "{resumed}");
     let frames = bob_ws.pending_count().await;
     let events = bob_ws.take_events();
     assert_eq!(frames, 0, "bob received {events:?}");
+}
+
+#[tokio::test]
+async fn another_principals_job_answers_exactly_like_a_missing_one() {
+    let server = TestServer::start(common::models::builder_with_users(
+        common::models::demo_tokens(),
+    ))
+    .await;
+    let alice = client(&server, Some("alice-token"));
+    let bob = client(&server, Some("bob-token"));
+    let (list, _) = alice.list_with_tasks("alice's", 2, 0).await;
+    let id = alice
+        .start_on_list(list, "archive_done", json!({"delay_ms": 200}))
+        .await;
+    let missing = "0123456789abcdef0123456789abcdef".to_owned();
+    let mut bob_ws = server.ws_as("bob-token").await;
+    let head = jobs_footprint(&server).await.0;
+
+    // Every per-object request, over HTTP and the socket, for her job and for no job at all.
+    let mut answers = Vec::new();
+    for job in [&id, &missing] {
+        let mut got = Vec::new();
+        for path in [
+            format!("/api/jobs/{job}/"),
+            format!("/api/jobs/{job}/result/"),
+        ] {
+            let reply = bob.get(&path).await;
+            got.push((reply.status, reply.body));
+        }
+        let reply = bob.delete(&format!("/api/jobs/{job}/")).await;
+        got.push((reply.status, reply.body));
+        let requests = [
+            ("retrieve", json!({"pk": job})),
+            ("subscribe_instance", json!({"pk": job, "request_id": "s"})),
+            (
+                "subscribe_instance",
+                json!({"pk": job, "since": 0, "request_id": "s0"}),
+            ),
+            (
+                "subscribe_instance",
+                json!({"pk": job, "since": head, "request_id": "sh"}),
+            ),
+        ];
+        for (action, args) in requests {
+            let reply = bob_ws.call("jobs", action, args).await;
+            got.push((reply.status, json!({"errors": reply.errors})));
+        }
+        answers.push(got);
+    }
+    assert!(
+        answers[0]
+            .iter()
+            .all(|(status, body)| *status == 404 && *body == json!({"errors": ["Not found"]})),
+        "{:?}",
+        answers[0]
+    );
+    assert_eq!(answers[0], answers[1], "her job is told apart from none");
+
+    // Her job runs to its end; bob, who asked to follow it three ways, hears nothing of it.
+    assert_eq!(alice.wait_finished(&id).await, "SUCCESS");
+    let frames = bob_ws.pending_count().await;
+    assert_eq!(frames, 0, "bob received {:?}", bob_ws.take_events());
+    // While alice follows it, resumed from the start, as before.
+    let mut alice_ws = server.ws_as("alice-token").await;
+    let states = followed_states(&mut alice_ws, &id, "a").await;
+    assert_eq!(
+        states,
+        [json!("PENDING"), json!("STARTED"), json!("SUCCESS")]
+    );
+}
+
+#[tokio::test]
+async fn an_argument_error_names_the_argument() {
+    let server = common::server().await;
+    let api = client(&server, None);
+    let (list, _) = api.list_with_tasks("L", 1, 0).await;
+    let before = jobs_footprint(&server).await;
+    // (job, arguments, the errors)
+    let cases = [
+        (
+            "archive_done",
+            json!({"delay_ms": "x"}),
+            json!([{"delay_ms": ["A valid integer is required."]}]),
+        ),
+        (
+            "archive_done",
+            json!({"delay_ms": 2.5}),
+            json!([{"delay_ms": ["A valid integer is required."]}]),
+        ),
+        (
+            "archive_done",
+            json!({"delay_ms": -1}),
+            json!([{"delay_ms": ["Ensure this value is greater than or equal to 0."]}]),
+        ),
+        (
+            "archive_done",
+            json!({"nope": 1}),
+            json!([{"nope": ["Unknown field."]}]),
+        ),
+        (
+            "add_samples",
+            json!({"prefix": "p"}),
+            json!([{"count": ["This field is required."]}]),
+        ),
+        (
+            "add_samples",
+            json!({"count": null}),
+            json!([{"count": ["This field may not be null."]}]),
+        ),
+        (
+            "add_samples",
+            json!({"count": 1, "prefix": 7}),
+            json!([{"prefix": ["Not a valid string."]}]),
+        ),
+        (
+            "add_samples",
+            json!({"count": 4294967296_u64}),
+            json!([{"count": ["Ensure this value is less than or equal to 4294967295."]}]),
+        ),
+    ];
+    let mut ws = server.ws().await;
+    for (job, args, errors) in cases {
+        let reply = api
+            .post(&format!("/api/lists/{list}/{job}/"), args.clone())
+            .await;
+        assert_eq!(reply.status, 400, "{job} {args}: {reply:?}");
+        assert_eq!(reply.body, json!({ "errors": errors }), "{job} {args}");
+        let request = json!({"pk": list, "data": args});
+        let reply = ws.call("lists", job, request).await;
+        assert_eq!(reply.status, 400, "{job} {args}: {reply}");
+        assert_eq!(reply.errors, errors, "{job} {args}");
+        assert_eq!(reply.data, Value::Null);
+    }
+    assert_eq!(jobs_footprint(&server).await, before, "a job was queued");
 }

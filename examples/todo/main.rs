@@ -7,6 +7,7 @@
 //! With `--dev` (or `REST_LIVE_INSPECTOR=1`), the browser inspector is served at `/inspector`.
 //! `REST_LIVE_ALLOWED_ORIGINS` (comma-separated) allows origins besides the server's own;
 //! `REST_LIVE_QUEUE_BYTES` bounds each connection's unsent bytes (default 4 MiB).
+//! `REST_LIVE_LOG_RETAIN=<n>` keeps the newest n changes per stream (default 1,000,000).
 
 mod models;
 
@@ -34,6 +35,12 @@ async fn main() -> Result<(), rest_live::Error> {
     };
     let inspector = std::env::args().any(|a| a == "--dev")
         || std::env::var("REST_LIVE_INSPECTOR").is_ok_and(|v| v == "1" || v == "true");
+    // Changes kept per stream in the change log: a client resuming with an older `since` gets
+    // 410 (default: the library's, 1,000,000 per stream).
+    let builder = match env_u64("REST_LIVE_LOG_RETAIN") {
+        Some(changes) => builder.retain_changes(changes),
+        None => builder,
+    };
     let app = builder
         .database_url(database_url)
         .configure(|c| {

@@ -318,7 +318,7 @@ fn body_object(req: &HttpRequest) -> Result<Map<String, Value>, ApiError> {
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    match serde_json::from_slice::<Value>(&req.body) {
+    match crate::json::from_slice(&req.body) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(ApiError::bad_request(
             "The request body must be a JSON object.",

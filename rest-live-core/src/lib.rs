@@ -6,7 +6,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | shared | `error`, `config`, `outbox`, `auth`, `throttle` | errors, settings, a connection's outgoing queue, principals, rate limits |
+//! | shared | `json`, `error`, `config`, `outbox`, `auth`, `throttle` | strict JSON decoding, errors, settings, a connection's outgoing queue, principals, rate limits |
 //! | store | `store` (+ `changelog`) | pool, transactions, the change log |
 //! | resources | `resource` (+ `tx`, `binding`, `permissions`) | the model traits, hooks, policies, write transactions |
 //! | delivery | `hub`, `feed` | subscriptions and fan-out; committed changes into the hub |
@@ -29,6 +29,7 @@ mod feed;
 mod http;
 mod hub;
 mod jobs;
+mod json;
 mod outbox;
 mod protocol;
 mod registry;

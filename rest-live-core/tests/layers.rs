@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 /// listed before it.
 const LAYERS: &[&str] = &[
     // Shared by every layer; they know nothing of the others.
+    "json",
     "error",
     "config",
     "outbox",

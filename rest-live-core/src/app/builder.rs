@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use diesel_migrations::EmbeddedMigrations;
 
-use super::{App, AppInner, prune};
+use super::{App, AppInner, pruner};
 use crate::auth::{Authenticator, Sessions};
-use crate::config::Config;
+use crate::config::{Config, Retention};
 use crate::error::Error;
 use crate::feed;
 use crate::hub::Hub;
@@ -103,6 +103,39 @@ impl AppBuilder {
         self
     }
 
+    /// Keeps, for each stream, the newest `changes` of the change log, for clients that resume
+    /// with `since`; a client resuming from before them gets 410 `["resync required"]` and
+    /// refetches. Applied at once to `since` and, in the background (in small batches, so that
+    /// writes go on), to the rows within about a second. Default: 1,000,000 per stream.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), rest_live_core::Error> {
+    /// let app = rest_live_core::App::builder()
+    ///     .retain_changes(10_000)
+    ///     .retain_for(std::time::Duration::from_secs(24 * 3600))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn retain_changes(mut self, changes: u64) -> Self {
+        self.config.retention.max_rows = Some(i64::try_from(changes).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// Keeps the changes of the last `age` in the change log (older `since` is 410), pruned
+    /// every [`Config::prune_interval`]. Default: 7 days.
+    pub fn retain_for(mut self, age: std::time::Duration) -> Self {
+        self.config.retention.max_age = Some(age);
+        self
+    }
+
+    /// Both retention bounds at once; a `None` lifts that bound
+    /// (`Retention { max_age: None, max_rows: None }` keeps every change forever).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.config.retention = retention;
+        self
+    }
+
     /// Replaces the whole configuration (the database URL included).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -158,23 +191,12 @@ impl AppBuilder {
         if let Some(listener) = feed::listen(&store, &self.config) {
             tasks.push(listener);
         }
-        let pruner = {
-            let (store, config, every) = (
-                store.clone(),
-                self.config.clone(),
-                self.config.prune_interval,
-            );
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    match prune(&store, &config).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::debug!(removed = n, "change log pruned"),
-                        Err(error) => tracing::warn!(%error, "pruning the change log failed"),
-                    }
-                }
-            })
-        };
+        let pruner = pruner::spawn(
+            store.clone(),
+            hub.clone(),
+            registry.streams(),
+            self.config.clone(),
+        );
         tracing::info!(streams = ?registry.streams(), "rest-live application ready");
         if self.config.drl_path.is_some() {
             registry.check_labels()?;

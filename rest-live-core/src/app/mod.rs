@@ -4,9 +4,9 @@
 
 pub mod builder;
 mod origin;
+pub(crate) mod pruner;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -19,7 +19,7 @@ use crate::jobs::Jobs;
 use crate::registry::Registry;
 use crate::resource::tx::{self, Tx};
 use crate::resource::{Resource, ResourceMeta};
-use crate::store::{AnyConn, Store, changelog};
+use crate::store::{AnyConn, Store};
 use crate::throttle::PrincipalThrottles;
 
 /// A running rest-live application. Cheap to clone; every clone is the same application.
@@ -210,10 +210,11 @@ impl App {
     }
 
     /// Prunes the change log (per [`Config::retention`]) and finished jobs (per
-    /// [`Config::job_retention`]) now; returns how many changes went. (It also runs every
-    /// [`Config::prune_interval`].)
+    /// [`Config::job_retention`]) now, in batches like the background pruner; returns how many
+    /// changes went. (The pruner runs it every [`Config::prune_interval`], and prunes a stream
+    /// past its row bound within about a second.)
     pub async fn prune_now(&self) -> Result<usize, ApiError> {
-        prune(&self.inner.store, &self.inner.config).await
+        pruner::prune_all(&self.inner.store, &self.inner.config).await
     }
 
     /// Runs `f` in one write transaction: its writes commit together and their events go out
@@ -235,22 +236,6 @@ impl App {
     {
         tx::write(&self.inner.store, Principal::system(), f).await
     }
-}
-
-pub(crate) async fn prune(store: &Store, config: &Config) -> Result<usize, ApiError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let before = |age: Duration| now.saturating_sub(age).as_millis() as i64;
-    let cutoff = config.retention.max_age.map(before);
-    let keep = config.retention.max_rows;
-    let jobs_before = before(config.job_retention);
-    store
-        .maintain(move |mut c| {
-            crate::jobs::record::prune(c.reborrow(), jobs_before)?;
-            Ok(changelog::prune(c, cutoff, keep)?)
-        })
-        .await
 }
 
 fn filter_object(filters: Value) -> Result<serde_json::Map<String, Value>, ApiError> {

@@ -63,7 +63,7 @@ impl Connection {
         self.subscriptions.insert(stream, &id, target.clone());
         let echo = request.echo();
         let result = if let Some(since) = options.since {
-            self.replay(binding, &target, &subscriber, &echo, since)
+            self.replay(binding, &target, &subscriber, &echo, since, must_exist)
                 .await
         } else if options.snapshot {
             self.snapshot(binding, &target, &subscriber, &echo).await
@@ -123,7 +123,8 @@ impl Connection {
         Ok(Handled::Sent)
     }
 
-    /// Replies, then sends every change of the subscription in `(since, head]` in order, then
+    /// Replies (checking first, if it must, that a followed object exists as of `head`), then
+    /// sends every change of the subscription in `(since, head]` in order, then
     /// releases the live events held since the registration that come after `head` (the log's
     /// head as read after registering: it may be ahead of this process's hub, e.g. when the client
     /// saw `since` from another process).
@@ -134,23 +135,28 @@ impl Connection {
         subscriber: &Subscriber,
         echo: &Echo<'_>,
         since: i64,
+        must_exist: Option<Input>,
     ) -> Result<Handled, ApiError> {
         let meta = binding.meta();
         let stream = meta.stream;
-        let (start, retained) = self
+        let principal = self.principal.clone();
+        let keep = self.app.config().retention.max_rows;
+        let cutoff = crate::app::pruner::age_cutoff(self.app.config());
+        let (start, resumable) = self
             .app
             .store()
             .read(move |mut c| {
+                if let Some(pk) = &must_exist {
+                    binding.retrieve(c.reborrow(), &principal, pk)?;
+                }
                 let head = changelog::stream_head(c.reborrow(), stream)?;
-                let retained = changelog::count_stream(c, stream, since, head)?;
-                Ok((head, retained))
+                // Not if `since` is past the head (a seq this log never handed out: the client's
+                // state comes from another history), nor older than what retention keeps.
+                let resumable = changelog::can_resume(c, stream, since, head, keep, cutoff)?;
+                Ok((head, resumable))
             })
             .await?;
-        if since > start {
-            // A seq this log never handed out: the client's state comes from another history.
-            return Err(ApiError::ResyncRequired);
-        }
-        if retained != start - since {
+        if !resumable {
             return Err(ApiError::ResyncRequired);
         }
         if !self

@@ -4,8 +4,8 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::context::JobContext;
@@ -63,9 +63,7 @@ impl<J> JobBound<J> {
 }
 
 fn parse_args<J: Job>(args: &Value) -> Result<J::Args, ApiError> {
-    let args = J::Args::deserialize(args).map_err(|e| {
-        ApiError::Validation(FieldErrors::single(FieldErrors::NON_FIELD, e.to_string()))
-    })?;
+    let args = super::args::parse::<J::Args>(args)?;
     J::validate(&args)?;
     Ok(args)
 }

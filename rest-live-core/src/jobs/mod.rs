@@ -11,12 +11,14 @@
 //! A cancelled job never reports SUCCESS: its state is CANCELLED at once, the job sees
 //! [`JobContext::is_cancelled`], and [`JobContext::transaction`] refuses to write for it.
 //!
-//! The files: [`declare`] (the [`Job`] trait and its registration), [`context`] (what a running
+//! The files: [`declare`] (the [`Job`] trait and its registration), [`args`] (decoding a job's
+//! arguments, with errors that name the argument), [`context`] (what a running
 //! job has), [`record`] (the persisted row and its transitions), [`worker`] (claims, leases,
 //! recovery), [`api`] (start, state, result, cancel, for HTTP and WebSocket alike) and [`stream`]
 //! (the `jobs` stream as a read-only resource).
 
 pub mod api;
+pub mod args;
 pub mod context;
 pub mod declare;
 pub mod error;

@@ -69,7 +69,7 @@ fn decode(text: &str) -> Result<Request, Rejected> {
         request_id,
         error: ApiError::BadRequest(message),
     };
-    let value: Value = serde_json::from_str(text)
+    let value: Value = crate::json::from_str(text)
         .map_err(|e| reject(None, Value::Null, format!("Invalid JSON: {e}")))?;
     let Value::Object(mut object) = value else {
         return Err(reject(

@@ -35,7 +35,7 @@ fn decode(text: &str) -> Result<Request, Rejected> {
         error: ApiError::BadRequest(message),
     };
     let value: Value =
-        serde_json::from_str(text).map_err(|e| unparsable(format!("Invalid JSON: {e}")))?;
+        crate::json::from_str(text).map_err(|e| unparsable(format!("Invalid JSON: {e}")))?;
     let Value::Object(mut frame) = value else {
         return Err(unparsable("A frame must be a JSON object.".into()));
     };
@@ -255,8 +255,12 @@ impl Codec for Envelope {
                 let pk = pk_arg(p)?;
                 let key = binding.canonical_pk(&pk)?;
                 let options = subscribe_options(p, false)?;
-                // A client resuming with `since` learns from the replay what became of it.
-                let must_exist = options.since.is_none().then_some(pk);
+                // A client resuming with `since` learns from the replay what became of the
+                // object (it may have been deleted meanwhile). An object of a stream that is no
+                // collection (a job) is never deleted through the log: resumed or not, it must
+                // exist and be readable, so another principal's job is 404 like a missing one.
+                let must_exist =
+                    (options.since.is_none() || binding.collection().is_none()).then_some(pk);
                 return Ok(Command::Subscribe {
                     target: Target::Instance(key),
                     options,

@@ -159,8 +159,9 @@ pub enum Command {
     Subscribe {
         target: Target,
         options: SubscribeOptions,
-        /// Without `since`, only an object that exists (and that the principal may read) can be
-        /// followed: its pk, checked with the registration.
+        /// Only an object that exists (and that the principal may read) can be followed: its
+        /// pk, checked with the registration (and as of the replay's start with `since`). `None`
+        /// for a group, or for an object resumed with `since`, which the replay accounts for.
         must_exist: Option<Input>,
     },
     Unsubscribe(Matching),

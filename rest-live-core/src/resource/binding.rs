@@ -127,7 +127,7 @@ fn parse_pk<R: Resource>(pk: &Input) -> Result<R::Pk, ApiError> {
     match pk {
         Input::Json(v) => R::parse_pk(v).map_err(invalid),
         Input::Text(t) => R::parse_pk(&Value::String(t.clone())).or_else(|e| {
-            serde_json::from_str::<Value>(t)
+            crate::json::from_str(t)
                 .ok()
                 .and_then(|v| R::parse_pk(&v).ok())
                 .ok_or_else(|| invalid(e))

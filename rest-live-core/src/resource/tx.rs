@@ -263,7 +263,7 @@ pub fn parse_filters<'a, R: Resource>(
             FilterValue::Json(v) => R::parse_filter(field, v),
             // A query string has no types: try the text as a string, then as JSON (numbers, booleans).
             FilterValue::Text(t) => match R::parse_filter(field, &Value::String(t.to_owned())) {
-                Some(Err(e)) => match serde_json::from_str::<Value>(t) {
+                Some(Err(e)) => match crate::json::from_str(t) {
                     Ok(v) => R::parse_filter(field, &v).map(|r| r.map_err(|_| e)),
                     Err(_) => Some(Err(e)),
                 },

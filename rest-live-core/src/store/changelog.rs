@@ -303,36 +303,86 @@ pub fn stream_head(conn: AnyConn<'_>, stream: &str) -> QueryResult<i64> {
     Ok(seq.unwrap_or(0))
 }
 
-/// Deletes changes committed before `older_than_ms` and, per stream, all but the newest
-/// `keep_rows`. Returns how many rows went.
-pub fn prune(
+/// Whether a client that has seen `since` of `stream` (whose head is `head`) can resume from it:
+/// the log holds every change in `(since, head]`, and retention keeps them all. Retention is
+/// applied here as a rule, not only by deleting rows: a `since` before the newest `keep_rows`
+/// changes, or whose next change was committed before `cutoff_ms`, cannot resume even while the
+/// pruner has not yet deleted what it will. So the answer does not depend on when it ran.
+pub fn can_resume(
     mut conn: AnyConn<'_>,
-    older_than_ms: Option<i64>,
+    stream: &str,
+    since: i64,
+    head: i64,
     keep_rows: Option<i64>,
-) -> QueryResult<usize> {
+    cutoff_ms: Option<i64>,
+) -> QueryResult<bool> {
     use rest_live_changes::dsl as ch;
-    let mut removed = 0;
-    if let Some(cutoff) = older_than_ms {
-        removed += crate::__with_conn!(conn.reborrow(), |c| {
-            diesel::delete(ch::rest_live_changes.filter(ch::committed_at.lt(cutoff))).execute(c)
-        })?;
+    if since > head {
+        // A seq this log never handed out.
+        return Ok(false);
     }
-    if let Some(keep) = keep_rows {
-        let (_, heads) = heads(conn.reborrow())?;
-        for (stream, last) in heads {
-            let below = last - keep;
-            if below <= 0 {
-                continue;
-            }
-            removed += crate::__with_conn!(conn.reborrow(), |c| {
-                diesel::delete(
-                    ch::rest_live_changes
-                        .filter(ch::stream.eq(&stream))
-                        .filter(ch::seq.le(below)),
-                )
-                .execute(c)
-            })?;
+    if since == head {
+        return Ok(true);
+    }
+    if keep_rows.is_some_and(|keep| since < head.saturating_sub(keep)) {
+        return Ok(false);
+    }
+    if let Some(cutoff) = cutoff_ms {
+        let next: Option<i64> = crate::__with_conn!(conn.reborrow(), |c| {
+            ch::rest_live_changes
+                .filter(ch::stream.eq(stream))
+                .filter(ch::seq.eq(since + 1))
+                .select(ch::committed_at)
+                .first(c)
+                .optional()
+        })?;
+        // Later changes are newer: the next one is the oldest a resume needs.
+        if next.is_none_or(|at| at < cutoff) {
+            return Ok(false);
         }
     }
-    Ok(removed)
+    Ok(count_stream(conn, stream, since, head)? == head - since)
+}
+
+/// Deletes the oldest changes of `stream` with `seq <= upto`, at most `batch` of them (one short
+/// transaction's worth, so that writers get their turn between batches). Returns how many went;
+/// fewer than `batch` means none is left.
+pub fn prune_stream(conn: AnyConn<'_>, stream: &str, upto: i64, batch: i64) -> QueryResult<usize> {
+    use rest_live_changes::dsl as ch;
+    crate::__with_conn!(conn, |c| {
+        // Seqs have no gaps, so the batch is a seq range from the oldest one kept (found on the
+        // `(stream, seq)` index), not a LIMIT.
+        let oldest: Option<i64> = ch::rest_live_changes
+            .filter(ch::stream.eq(stream))
+            .select(diesel::dsl::min(ch::seq))
+            .first(c)?;
+        let Some(oldest) = oldest.filter(|o| *o <= upto) else {
+            return Ok(0);
+        };
+        let last = upto.min(oldest.saturating_add(batch - 1));
+        diesel::delete(
+            ch::rest_live_changes
+                .filter(ch::stream.eq(stream))
+                .filter(ch::seq.ge(oldest))
+                .filter(ch::seq.le(last)),
+        )
+        .execute(c)
+    })
+}
+
+/// Deletes changes committed before `cutoff_ms`, at most `batch` of them (see [`prune_stream`]).
+pub fn prune_aged(conn: AnyConn<'_>, cutoff_ms: i64, batch: i64) -> QueryResult<usize> {
+    use rest_live_changes::dsl as ch;
+    crate::__with_conn!(conn, |c| {
+        let ids: Vec<i64> = ch::rest_live_changes
+            .filter(ch::committed_at.lt(cutoff_ms))
+            .select(ch::id)
+            .order(ch::committed_at.asc())
+            .limit(batch)
+            .load(c)?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        diesel::delete(ch::rest_live_changes.filter(ch::id.eq_any(&ids))).execute(c)
+    })
 }
