@@ -5,6 +5,7 @@
 //! With `--demo-users`, clients sign in with the bearer tokens `alice-token`, `bob-token`
 //! (users) or `carol-token` (admin), and `POST /logout` ends a session.
 //! With `--dev` (or `REST_LIVE_INSPECTOR=1`), the browser inspector is served at `/inspector`.
+//! `REST_LIVE_THROTTLE=off` turns request throttling off (it is on by default).
 
 mod models;
 
@@ -41,6 +42,10 @@ async fn main() -> Result<(), rest_live::Error> {
             // How soon a job whose process died is run again (tests shorten it).
             if let Some(ms) = env_u64("REST_LIVE_JOB_LEASE_MS") {
                 c.job_lease = std::time::Duration::from_millis(ms);
+            }
+            // `off` turns every request throttle off (benchmarks, load tests).
+            if std::env::var("REST_LIVE_THROTTLE").is_ok_and(|v| v.eq_ignore_ascii_case("off")) {
+                c.throttle = false;
             }
         })
         .build()

@@ -48,8 +48,12 @@ pub fn endpoint(
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
         .and(query)
+        .and(crate::client_addr())
         .and_then(
-            move |headers: HeaderMap, on_upgrade: Option<OnUpgrade>, query: String| {
+            move |headers: HeaderMap,
+                  on_upgrade: Option<OnUpgrade>,
+                  query: String,
+                  peer: Option<std::net::SocketAddr>| {
                 let app = app.clone();
                 async move {
                     // Not a WebSocket handshake: not this route (as with `warp::ws()`).
@@ -59,7 +63,8 @@ pub fn endpoint(
                     let Some(on_upgrade) = on_upgrade else {
                         return Err(warp::reject::not_found());
                     };
-                    Ok(upgrade(app, accept, on_upgrade, headers, query, codec).await)
+                    let client = crate::http::client_ip(&app, peer, &headers);
+                    Ok(upgrade(app, accept, on_upgrade, headers, query, codec, client).await)
                 }
             },
         )
@@ -94,6 +99,7 @@ async fn upgrade(
     headers: HeaderMap,
     query: String,
     codec: &'static dyn Codec,
+    client: Option<std::net::IpAddr>,
 ) -> warp::reply::Response {
     let origin = headers.get(ORIGIN).and_then(|o| o.to_str().ok());
     if let Err(error) = app.check_origin(origin) {
@@ -123,7 +129,7 @@ async fn upgrade(
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config));
-                start(app, socket.await, principal, token, codec).await;
+                start(app, socket.await, principal, token, codec, client).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
@@ -150,11 +156,13 @@ async fn start(
     principal: Principal,
     token: Option<String>,
     codec: &'static dyn Codec,
+    client: Option<std::net::IpAddr>,
 ) {
     let grace = app.config().close_grace;
     let (sink, stream) = socket.split();
     let signed_in = principal.id.is_some();
-    let (connection, outgoing) = Connection::open(&app, principal, codec);
+    let (mut connection, outgoing) = Connection::open(&app, principal, codec);
+    connection.set_client(client);
     // A revocation between the handshake's check and the registration above would have missed
     // this socket: check the credential once more now that revocations reach it.
     if signed_in && Box::pin(app.authenticate(token.as_deref())).await.is_err() {

@@ -24,7 +24,7 @@ pub fn document(app: &App) -> Value {
     let mut doc = Document {
         prefix,
         authenticates: app.authenticates(),
-        throttles: config.principal_requests_per_second > 0.0,
+        throttles: crate::throttle::limits_http(config),
         paths: Map::new(),
         schemas: Map::new(),
     };
