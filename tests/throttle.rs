@@ -315,7 +315,14 @@ async fn with_throttling_off_nothing_is_throttled() {
 async fn the_api_description_documents_429_by_default() {
     let server = TestServer::start(models::builder()).await;
     let document: Value = server.get("/api/openapi.json").await.expect(200);
-    assert!(document.to_string().contains("\"429\""));
+    let list = &document["paths"]["/api/tasks/"]["get"]["responses"]["429"];
+    assert_eq!(list, &json!({"$ref": "#/components/responses/Throttled"}));
+    let throttled = &document["components"]["responses"]["Throttled"];
+    assert_eq!(
+        throttled["headers"]["Retry-After"]["schema"],
+        json!({"type": "integer", "minimum": 1}),
+        "{throttled}"
+    );
 }
 
 #[tokio::test]
