@@ -43,8 +43,8 @@
 
 pub use rest_live_core::{
     Action, AllowAll, AnyConn, ApiError, App, AppBuilder, Authenticator, BoxFuture, Config, Error,
-    FieldErrors, FieldMeta, Hooks, Job, JobContext, JobError, Permissions, Principal, Resource,
-    ResourceMeta, Retention, Scope, TokenStore, Tx, WeakApp, register_job,
+    FieldErrors, FieldMeta, Hooks, IpNet, Job, JobContext, JobError, Permissions, Principal,
+    Resource, ResourceMeta, Retention, Scope, TokenStore, Tx, WeakApp, register_job,
 };
 pub use rest_live_macros::{resource, subscribable};
 

@@ -291,9 +291,7 @@ async fn read_log(server: &TestServer) -> Vec<Change> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_writers_and_fifty_subscribers_end_with_exactly_the_log_in_order() {
-    let server =
-        TestServer::start(common::models::builder().configure(|c| c.requests_per_second = 0.0))
-            .await;
+    let server = TestServer::start(common::models::builder().throttle(false)).await;
     let url = format!("ws://{}{}", server.addr, server.app.config().ws_path);
     let mut lists = Vec::new();
     for i in 0..LISTS {

@@ -141,7 +141,8 @@ async fn after_sigkill_and_restart_replaying_the_log_from_0_rebuilds_exactly_the
     let client = reqwest::Client::new();
 
     // The example server as a child process; its log is discarded.
-    let quiet = [("RUST_LOG", "error")];
+    // Unthrottled: four writers from one address, back to back.
+    let quiet = [("RUST_LOG", "error"), ("REST_LIVE_THROTTLE", "off")];
     let mut server =
         ExampleProcess::start_quiet("before the kill", &database_url, &quiet, &[]).await;
     let mut lists = [0i64; 2];

@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 /// The to-do app without request throttling (the tables send frames back to back).
 async fn server() -> TestServer {
-    TestServer::start(common::models::builder().configure(|c| c.requests_per_second = 0.0)).await
+    TestServer::start(common::models::builder().throttle(false)).await
 }
 
 /// Lists 1 "Groceries" and 2 "Other"; tasks 1 "milk" (list 1) and 2 "eggs" (list 2).
@@ -1811,10 +1811,11 @@ fn thousands_of_random_frames_get_one_reply_each_on_a_socket_that_survives() {
         .expect("runtime");
     // At most 16 subscriptions per socket keeps the fan-out of our own writes to the socket small.
     let (server, ws) = runtime.block_on(async {
-        let server = TestServer::start(common::models::builder().configure(|c| {
-            c.requests_per_second = 0.0;
-            c.max_subscriptions = 16;
-        }))
+        let server = TestServer::start(
+            common::models::builder()
+                .throttle(false)
+                .configure(|c| c.max_subscriptions = 16),
+        )
         .await;
         seed(&server).await;
         let ws = server.ws().await;

@@ -104,8 +104,10 @@ fn users_app(tokens: Arc<TokenStore>) -> AppBuilder {
         .postgres_migrations(NOTICES_POSTGRES)
 }
 
+/// Unthrottled: the matrices make hundreds of requests per principal within seconds (the
+/// throttles have their own tests, below and in tests/throttle.rs).
 async fn users_server() -> TestServer {
-    TestServer::start(users_app(models::demo_tokens())).await
+    TestServer::start(users_app(models::demo_tokens()).throttle(false)).await
 }
 
 // ---------------------------------------------------------------------------------------------

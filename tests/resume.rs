@@ -223,7 +223,8 @@ async fn snapshot_returns_the_members_and_their_seq() {
 /// either in the snapshot or an event after it, never both, never neither.
 #[tokio::test]
 async fn snapshot_is_atomic_with_the_registration() {
-    let server = common::server().await;
+    // Unthrottled: three writers from one address, back to back.
+    let server = TestServer::start(common::models::builder().throttle(false)).await;
     let list = common::create_list(&server, "L").await;
     let url = format!("ws://{}/ws", server.addr);
     let writers: Vec<_> = (0..3)

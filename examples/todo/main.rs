@@ -8,6 +8,7 @@
 //! `REST_LIVE_ALLOWED_ORIGINS` (comma-separated) allows origins besides the server's own;
 //! `REST_LIVE_QUEUE_BYTES` bounds each connection's unsent bytes (default 4 MiB).
 //! `REST_LIVE_LOG_RETAIN=<n>` keeps the newest n changes per stream (default 1,000,000).
+//! `REST_LIVE_THROTTLE=off` turns request throttling off (it is on by default).
 
 mod models;
 
@@ -63,6 +64,10 @@ async fn main() -> Result<(), rest_live::Error> {
             // Unsent bytes per connection before it is closed with 4008.
             if let Some(bytes) = env_u64("REST_LIVE_QUEUE_BYTES") {
                 c.queue_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+            }
+            // `off` turns every request throttle off (benchmarks, load tests).
+            if std::env::var("REST_LIVE_THROTTLE").is_ok_and(|v| v.eq_ignore_ascii_case("off")) {
+                c.throttle = false;
             }
         })
         .build()

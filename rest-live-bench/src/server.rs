@@ -240,9 +240,9 @@ fn announce(listener: &TcpListener) -> Result<()> {
 async fn serve_rest_live(db: &str) -> Result<()> {
     let app = models::builder()
         .database_url(format!("sqlite://{db}"))
-        // The per-connection request throttle is a policy, not a cost: off, so that it cannot cap
-        // the writer or the request loops.
-        .configure(|config| config.requests_per_second = 0.0)
+        // The request throttles (per connection, principal, address) are a policy, not a cost:
+        // off, so that they cannot cap the writer or the request loops.
+        .throttle(false)
         .build()
         .await
         .map_err(|e| e.to_string())?;

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::error::ApiError;
 
 /// Settings, each with a default. Every limit is here: nothing is unbounded.
@@ -58,8 +60,11 @@ pub struct Config {
     /// then for the client to answer it, before the TCP connection is dropped.
     pub close_grace: Duration,
     /// Sustained requests per second one signed-in principal may make over all its connections
-    /// and HTTP requests (0: no limit).
+    /// and HTTP requests (0: no limit). Default 50: far above what a person's pages and sockets
+    /// send, far below what a script hammering the API does.
     pub principal_requests_per_second: f64,
+    /// Requests a principal may make in a burst above the sustained rate (default 200: a page
+    /// load firing every request at once).
     pub principal_request_burst: f64,
     /// Whether requests without a credential are served (as the anonymous principal). `None`:
     /// yes without an authenticator, no with one (adding authentication closes the API first).
@@ -96,6 +101,24 @@ pub struct Config {
     /// A frame the client started must be complete within this long, or the connection is closed
     /// (1008): a peer cannot hold a connection by sending a frame a byte at a time.
     pub frame_timeout: Duration,
+    // Throttles (HTTP, per principal, per client address).
+    /// Whether requests are throttled at all: `false` turns off every throttle (per connection,
+    /// per principal, per client address) whatever the rates say, e.g. for benchmarks.
+    pub throttle: bool,
+    /// Sustained requests per second the anonymous principal may make from one client address,
+    /// over HTTP and WebSocket together (0: no limit). An IPv6 address counts by its /64. Many
+    /// people can share an address (NAT): raise it for a busy public, anonymous API.
+    pub address_requests_per_second: f64,
+    /// Requests an address may make anonymously in a burst above the sustained rate.
+    pub address_request_burst: f64,
+    /// Proxies (addresses or networks, `"10.0.0.0/8".parse()?`) whose `X-Forwarded-For` is
+    /// believed: a request from one of them comes from the right-most address in that header
+    /// which is not itself a trusted proxy. From any other peer the header is ignored. Empty by
+    /// default: the client is the TCP peer.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Buckets each of the per-principal and per-address throttles keeps at most (about 100 bytes
+    /// each); refilled ones are dropped first, so only more live clients than this loosen it.
+    pub max_throttle_buckets: usize,
 }
 
 /// Change-log retention. A client resuming from before what is kept gets 410 and refetches.
@@ -141,8 +164,8 @@ impl Default for Config {
             request_burst: 1000.0,
             max_snapshot: 10_000,
             close_grace: Duration::from_secs(5),
-            principal_requests_per_second: 0.0,
-            principal_request_burst: 100.0,
+            principal_requests_per_second: 50.0,
+            principal_request_burst: 200.0,
             allow_anonymous: None,
             allowed_origins: Vec::new(),
             auth_cookie: "rest_live_token".into(),
@@ -156,6 +179,12 @@ impl Default for Config {
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(20),
             frame_timeout: Duration::from_secs(10),
+            // Throttles (HTTP, per principal, per client address).
+            throttle: true,
+            address_requests_per_second: 50.0,
+            address_request_burst: 200.0,
+            trusted_proxies: Vec::new(),
+            max_throttle_buckets: 100_000,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::jobs::{JOBS_STREAM, JobBinding, Jobs};
 use crate::resource::binding::Input;
+use crate::throttle::retry_after_secs;
 
 /// An HTTP request below the API prefix.
 #[derive(Debug)]
@@ -23,6 +24,9 @@ pub struct HttpRequest {
     pub query: Vec<(String, String)>,
     pub content_type: Option<String>,
     pub body: Bytes,
+    /// The client's address ([`App::client_ip`]); `None` if the adapter does not know it. The
+    /// anonymous principal is throttled per address.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// What to answer.
@@ -34,6 +38,8 @@ pub struct HttpResponse {
     pub location: Option<String>,
     /// For 405: the methods that are allowed.
     pub allow: Option<&'static str>,
+    /// For 429: `Retry-After`, in whole seconds (at least 1).
+    pub retry_after: Option<u64>,
 }
 
 impl HttpResponse {
@@ -45,6 +51,7 @@ impl HttpResponse {
             ),
             location: None,
             allow: None,
+            retry_after: None,
         }
     }
 }
@@ -55,9 +62,13 @@ const JOB_START_METHODS: &str = "POST";
 
 /// Handles one API request (the principal is the one the adapter authenticated).
 pub async fn handle(app: &App, principal: &Principal, req: HttpRequest) -> HttpResponse {
-    // The principal's rate limit is shared by its sockets and its HTTP requests.
-    if !app.admit(principal) {
-        return HttpResponse::error(&ApiError::Throttled);
+    // A signed-in principal's rate limit is shared by its sockets and its HTTP requests; the
+    // anonymous principal's is its address's.
+    if let Err(wait) = app.admit(principal, req.client) {
+        return HttpResponse {
+            retry_after: Some(retry_after_secs(wait)),
+            ..HttpResponse::error(&ApiError::Throttled)
+        };
     }
     match route(app, principal, req).await {
         Ok(response) => response,
@@ -178,6 +189,7 @@ async fn route(
         body: outcome.data.map(|d| d.get().as_bytes().to_vec()),
         location,
         allow: None,
+        retry_after: None,
     })
 }
 
@@ -208,6 +220,7 @@ async fn start_job(
         body: Some(state.get().as_bytes().to_vec()),
         location,
         allow: None,
+        retry_after: None,
     })
 }
 
@@ -226,6 +239,7 @@ async fn job_state(
         body: Some(serde_json::to_vec(value).unwrap_or_default()),
         location,
         allow: None,
+        retry_after: None,
     };
     match (method, rest) {
         ("GET", [id]) => {

@@ -43,6 +43,8 @@ pub use app::{App, WeakApp};
 pub use auth::{Authenticator, BoxFuture, Principal, TokenStore};
 pub use config::{Config, Retention};
 pub use error::{ApiError, Error, FieldErrors};
+/// A network (`10.0.0.0/8`) or address, for [`Config::trusted_proxies`].
+pub use ipnet::IpNet;
 pub use jobs::{Job, JobContext, JobError};
 pub use resource::permissions::{Action, AllowAll, Permissions, Scope};
 pub use resource::tx::Tx;

@@ -2,10 +2,14 @@
 //! request below the API prefix, and how to run a WebSocket connection in a wire format. An
 //! adapter authenticates the request ([`crate::App::authenticate`], after
 //! [`crate::App::check_origin`] for a WebSocket handshake), then hands requests and frames over
-//! and sends back what comes out. Every decision is made behind this seam.
+//! and sends back what comes out. Every decision is made behind this seam. The client's address
+//! for the throttles is [`crate::App::client_ip`] of the peer's address and its
+//! `X-Forwarded-For` lines: an HTTP request carries it in [`HttpRequest::client`]; a 429 carries
+//! [`HttpResponse::retry_after`], to send as `Retry-After`.
 //!
 //! A WebSocket connection, in an adapter:
-//! 1. `let (connection, outgoing) = Connection::open(&app, principal, ENVELOPE);`
+//! 1. `let (mut connection, outgoing) = Connection::open(&app, principal, ENVELOPE);` and
+//!    `connection.set_client(app.client_ip(peer, forwarded_for));`
 //! 2. a reader task passes each text frame to [`Connection::handle_text`] (binary frames to
 //!    [`Connection::handle_binary`]) until it returns false or [`Connection::closing`] changes;
 //! 3. a writer task sends what [`Drain::next`] gives ([`Outgoing`] frames and pings), and once

@@ -1,6 +1,8 @@
 //! The HTTP API: one parametric filter below the prefix, whatever the resources; the body is read
 //! with a size limit before it is handed to the core.
 
+use std::net::{IpAddr, SocketAddr};
+
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use rest_live_core::transport::{self, HttpRequest, HttpResponse};
@@ -17,21 +19,39 @@ pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection
         .and(warp::method())
         .and(query)
         .and(warp::header::headers_cloned())
+        .and(crate::client_addr())
         .and(warp::body::stream())
         .then(
             move |tail: warp::path::Tail,
                   method: Method,
                   query: String,
                   headers: HeaderMap,
+                  peer: Option<SocketAddr>,
                   body| {
                 let app = app.clone();
                 async move {
-                    let response = handle(&app, tail, method, query, headers, body).await;
+                    let client = client_ip(&app, peer, &headers);
+                    let response = handle(&app, tail, method, query, headers, client, body).await;
                     reply(response)
                 }
             },
         )
 }
+
+/// The client's address: the peer's, or what a trusted proxy forwarded (decided by the core).
+pub(crate) fn client_ip(
+    app: &App,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Option<IpAddr> {
+    let forwarded = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    app.client_ip(peer.map(|a| a.ip()), forwarded)
+}
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
 
 async fn handle<S, B>(
     app: &App,
@@ -39,6 +59,7 @@ async fn handle<S, B>(
     method: Method,
     query: String,
     headers: HeaderMap,
+    client: Option<IpAddr>,
     body: S,
 ) -> HttpResponse
 where
@@ -90,6 +111,7 @@ where
             .collect(),
         content_type,
         body,
+        client,
     };
     transport::handle_http(app, &principal, request).await
 }
@@ -143,6 +165,11 @@ pub(crate) fn reply(response: HttpResponse) -> warp::reply::Response {
         reply
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    if let Some(seconds) = response.retry_after {
+        reply
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     reply
 }

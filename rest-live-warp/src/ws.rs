@@ -58,8 +58,12 @@ pub fn endpoint(
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<OnUpgrade>())
         .and(query)
+        .and(crate::client_addr())
         .and_then(
-            move |headers: HeaderMap, on_upgrade: Option<OnUpgrade>, query: String| {
+            move |headers: HeaderMap,
+                  on_upgrade: Option<OnUpgrade>,
+                  query: String,
+                  peer: Option<std::net::SocketAddr>| {
                 let app = app.clone();
                 async move {
                     let accept = match handshake(&headers) {
@@ -71,7 +75,8 @@ pub fn endpoint(
                     let Some(on_upgrade) = on_upgrade else {
                         return Err(warp::reject::not_found());
                     };
-                    Ok(upgrade(app, accept, on_upgrade, headers, query, codec).await)
+                    let client = crate::http::client_ip(&app, peer, &headers);
+                    Ok(upgrade(app, accept, on_upgrade, headers, query, codec, client).await)
                 }
             },
         )
@@ -155,6 +160,7 @@ async fn upgrade(
     headers: HeaderMap,
     query: String,
     codec: &'static dyn Codec,
+    client: Option<std::net::IpAddr>,
 ) -> warp::reply::Response {
     let origin = credentials::origin(&headers);
     if let Err(error) = app.check_origin(origin, credentials::host(&headers)) {
@@ -188,7 +194,7 @@ async fn upgrade(
                     received: received.clone(),
                 };
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config));
-                start(app, socket.await, received, principal, token, codec).await;
+                start(app, socket.await, received, principal, token, codec, client).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
@@ -268,6 +274,7 @@ async fn start(
     principal: Principal,
     token: Option<String>,
     codec: &'static dyn Codec,
+    client: Option<std::net::IpAddr>,
 ) {
     let config = app.config();
     let timing = Timing {
@@ -278,7 +285,8 @@ async fn start(
     };
     let (sink, stream) = socket.split();
     let signed_in = principal.id.is_some();
-    let (connection, drain) = Connection::open(&app, principal, codec);
+    let (mut connection, drain) = Connection::open(&app, principal, codec);
+    connection.set_client(client);
     // A revocation between the handshake's check and the registration above would have missed
     // this socket: check the credential once more now that revocations reach it.
     if signed_in && Box::pin(app.authenticate(token.as_deref())).await.is_err() {

@@ -17,7 +17,7 @@ use crate::registry::Registry;
 use crate::resource::Resource;
 use crate::resource::binding::{Binding, Bound};
 use crate::store::{DatabaseUrl, Migrations, Store, changelog};
-use crate::throttle::PrincipalThrottles;
+use crate::throttle::Throttles;
 
 impl App {
     pub fn builder() -> AppBuilder {
@@ -136,6 +136,27 @@ impl AppBuilder {
         self
     }
 
+    /// `false` turns off every request throttle: per connection, per principal and per client
+    /// address ([`Config::throttle`]). For benchmarks and load tests, not for production.
+    pub fn throttle(mut self, on: bool) -> Self {
+        self.config.throttle = on;
+        self
+    }
+
+    /// Proxies whose `X-Forwarded-For` names the client ([`Config::trusted_proxies`]); the
+    /// header of any other peer is ignored.
+    ///
+    /// ```
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let builder = rest_live_core::App::builder()
+    ///     .trusted_proxies(["10.0.0.0/8".parse()?, "127.0.0.1/32".parse()?]);
+    /// # Ok(()) }
+    /// ```
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = ipnet::IpNet>) -> Self {
+        self.config.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
     /// Replaces the whole configuration (the database URL included).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
@@ -213,10 +234,7 @@ impl AppBuilder {
         let app = App {
             inner: Arc::new(AppInner {
                 jobs,
-                throttles: PrincipalThrottles::new(
-                    self.config.principal_requests_per_second,
-                    self.config.principal_request_burst,
-                ),
+                throttles: Throttles::new(&self.config),
                 config: self.config,
                 authenticator: self.authenticator,
                 sessions: Sessions::default(),

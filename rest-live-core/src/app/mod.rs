@@ -6,7 +6,9 @@ pub mod builder;
 mod origin;
 pub(crate) mod pruner;
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -20,7 +22,7 @@ use crate::registry::Registry;
 use crate::resource::tx::{self, Tx};
 use crate::resource::{Resource, ResourceMeta};
 use crate::store::{AnyConn, Store};
-use crate::throttle::PrincipalThrottles;
+use crate::throttle::{Throttles, client_ip};
 
 /// A running rest-live application. Cheap to clone; every clone is the same application.
 #[derive(Clone)]
@@ -43,7 +45,7 @@ struct AppInner {
     jobs: Arc<Jobs>,
     authenticator: Option<Box<dyn Authenticator>>,
     sessions: Sessions,
-    throttles: PrincipalThrottles,
+    throttles: Throttles,
     registry: Registry,
     store: Store,
     hub: Arc<Hub>,
@@ -118,9 +120,28 @@ impl App {
         &self.inner.sessions
     }
 
-    /// The principal's rate limit (shared by its connections and HTTP requests).
-    pub(crate) fn admit(&self, principal: &Principal) -> bool {
-        self.inner.throttles.admit(principal)
+    /// Takes a token for a request of `principal` from `client`: a signed-in principal's bucket
+    /// is shared by its connections and HTTP requests, the anonymous principal's is its client
+    /// address's. When refused, how long until a token is there.
+    pub(crate) fn admit(
+        &self,
+        principal: &Principal,
+        client: Option<IpAddr>,
+    ) -> Result<(), Duration> {
+        self.inner.throttles.admit(principal, client)
+    }
+
+    /// The address a request comes from, for the per-address throttle: the TCP peer's, or, when
+    /// the peer is one of [`Config::trusted_proxies`], the right-most address of its
+    /// `X-Forwarded-For` header lines (given in order) that is not a trusted proxy. An adapter
+    /// calls it for each HTTP request ([`crate::transport::HttpRequest::client`]) and WebSocket
+    /// handshake ([`crate::transport::Connection::set_client`]).
+    pub fn client_ip<'a>(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded_for: impl IntoIterator<Item = &'a str>,
+    ) -> Option<IpAddr> {
+        client_ip::resolve(peer, forwarded_for, &self.inner.config.trusted_proxies)
     }
 
     /// Resolves a request's credential: a valid token gives its principal; an invalid one is 401;

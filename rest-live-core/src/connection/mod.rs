@@ -38,6 +38,8 @@ pub struct Connection {
     outbox: Arc<Outbox>,
     subscriptions: Subscriptions,
     throttle: Throttle,
+    /// The client's address (the anonymous principal is throttled per address).
+    client: Option<std::net::IpAddr>,
     /// This connection's audience per stream, made on first use.
     audiences: HashMap<&'static str, Arc<Audience>>,
 }
@@ -47,7 +49,7 @@ impl Connection {
     /// the returned [`Drain`].
     pub fn open(app: &App, principal: Principal, codec: &'static dyn Codec) -> (Self, Drain) {
         let config = app.config();
-        let throttle = Throttle::new(config.requests_per_second, config.request_burst);
+        let throttle = Throttle::connection(config);
         let (outbox, outgoing) = Outbox::open(Bounds {
             bytes: config.queue_bytes,
             frames: config.outgoing_queue,
@@ -61,6 +63,7 @@ impl Connection {
             outbox,
             subscriptions: Subscriptions::default(),
             throttle,
+            client: None,
             audiences: HashMap::new(),
         };
         (connection, outgoing)
@@ -72,6 +75,12 @@ impl Connection {
 
     pub fn principal(&self) -> &Principal {
         &self.principal
+    }
+
+    /// The client's address ([`App::client_ip`] of the handshake): an anonymous connection's
+    /// requests count against its address's rate limit, shared with its HTTP requests.
+    pub fn set_client(&mut self, client: Option<std::net::IpAddr>) {
+        self.client = client;
     }
 
     /// Closes the connection from the server side.
@@ -142,9 +151,9 @@ impl Connection {
         self.outbox.send(reply).await
     }
 
-    /// The connection's and the principal's rate limits.
+    /// The connection's and the principal's (anonymous: the address's) rate limits.
     fn admit(&mut self) -> bool {
-        self.throttle.admit() && self.app.admit(&self.principal)
+        self.throttle.admit() && self.app.admit(&self.principal, self.client).is_ok()
     }
 
     /// This connection's audience for `binding`'s events (one per stream).

@@ -24,7 +24,7 @@ pub fn document(app: &App) -> Value {
     let mut doc = Document {
         prefix,
         authenticates: app.authenticates(),
-        throttles: config.principal_requests_per_second > 0.0,
+        throttles: crate::throttle::limits_http(config),
         paths: Map::new(),
         schemas: Map::new(),
     };
@@ -572,13 +572,18 @@ fn error_responses() -> Value {
     let responses: Map<String, Value> = described
         .into_iter()
         .map(|(status, description)| {
-            (
-                error_name(status).to_owned(),
-                json!({
-                    "description": description,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}},
-                }),
-            )
+            let mut response = json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Errors"}}},
+            });
+            if status == 429 {
+                response["headers"] = json!({"Retry-After": {
+                    "description": "Seconds until the request would be admitted.",
+                    "required": true,
+                    "schema": {"type": "integer", "minimum": 1},
+                }});
+            }
+            (error_name(status).to_owned(), response)
         })
         .collect();
     Value::Object(responses)
