@@ -78,6 +78,18 @@ pub struct Config {
     pub job_max_attempts: u32,
     /// Finished jobs are kept this long, then pruned.
     pub job_retention: Duration,
+    /// `serve`: a connection must send complete request headers within this long after it opens
+    /// and after each response; else it is closed. An idle keep-alive connection is therefore
+    /// closed after this long too.
+    pub header_timeout: Duration,
+    /// `serve`: open connections, HTTP and WebSocket together (a WebSocket counts for its whole
+    /// life); beyond it, new connections are closed at once. `None`: derived from the process's
+    /// open-file limit (its soft limit raised to the hard one, less a tenth, and at least 64,
+    /// kept for files and database connections; see `rest_live_warp::serve`).
+    pub max_connections: Option<usize>,
+    /// `serve`: once told to stop, how long in-flight requests and closing WebSockets get before
+    /// what is left is dropped.
+    pub shutdown_grace: Duration,
 }
 
 /// Change-log retention. A client resuming from before what is kept gets 410 and refetches.
@@ -133,6 +145,9 @@ impl Default for Config {
             job_lease: Duration::from_secs(30),
             job_max_attempts: 3,
             job_retention: Duration::from_secs(7 * 24 * 3600),
+            header_timeout: Duration::from_secs(10),
+            max_connections: None,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

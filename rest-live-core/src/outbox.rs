@@ -20,6 +20,11 @@ pub struct CloseReason {
 }
 
 impl CloseReason {
+    /// The server is shutting down.
+    pub const GOING_AWAY: Self = Self {
+        code: 1001,
+        reason: "server shutting down",
+    };
     /// The client sent a frame larger than the limit.
     pub const TOO_BIG: Self = Self {
         code: 1009,
