@@ -5,6 +5,9 @@
 //! With `--demo-users`, clients sign in with the bearer tokens `alice-token`, `bob-token`
 //! (users) or `carol-token` (admin), and `POST /logout` ends a session.
 //! With `--dev` (or `REST_LIVE_INSPECTOR=1`), the browser inspector is served at `/inspector`.
+//! Connection limits: `REST_LIVE_HEADER_TIMEOUT_MS` (request headers, default 10000),
+//! `REST_LIVE_MAX_CONNECTIONS` (default: from the open-file limit) and
+//! `REST_LIVE_SHUTDOWN_GRACE_MS` (after SIGTERM or Ctrl-C, default 10000).
 
 mod models;
 
@@ -42,6 +45,15 @@ async fn main() -> Result<(), rest_live::Error> {
             if let Some(ms) = env_u64("REST_LIVE_JOB_LEASE_MS") {
                 c.job_lease = std::time::Duration::from_millis(ms);
             }
+            if let Some(ms) = env_u64("REST_LIVE_HEADER_TIMEOUT_MS") {
+                c.header_timeout = std::time::Duration::from_millis(ms);
+            }
+            if let Some(max) = env_u64("REST_LIVE_MAX_CONNECTIONS") {
+                c.max_connections = Some(max as usize);
+            }
+            if let Some(ms) = env_u64("REST_LIVE_SHUTDOWN_GRACE_MS") {
+                c.shutdown_grace = std::time::Duration::from_millis(ms);
+            }
         })
         .build()
         .await?;
@@ -55,11 +67,11 @@ async fn main() -> Result<(), rest_live::Error> {
         tracing::info!("inspector on http://{addr}/inspector");
     }
 
-    let routes = models::logout(app.clone(), tokens).or(rest_live::routes(app));
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(stop)
-        .run()
+    let routes = models::logout(app.clone(), tokens).or(rest_live::routes(app.clone()));
+    // On the signal: stop accepting, finish the requests in flight, close every WebSocket with
+    // 1001, and return within the shutdown grace.
+    rest_live::serve(app, routes, listener)
+        .with_shutdown(stop)
         .await;
     tracing::info!("stopped");
     Ok(())
