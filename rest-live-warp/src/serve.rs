@@ -140,7 +140,7 @@ where
     let (phase, phases) = watch::channel(Phase::Serving);
     let mut refused = Repeated::default();
     let mut accept_errors = Repeated::default();
-    tracing::debug!(max_connections = max, header_timeout = ?config.header_timeout, "serving");
+    tracing::info!(max_connections = max, header_timeout = ?config.header_timeout, "serving");
 
     loop {
         let accepted = tokio::select! {

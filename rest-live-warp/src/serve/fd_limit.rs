@@ -30,9 +30,10 @@ pub(super) fn max_connections(configured: Option<usize>) -> usize {
 }
 
 /// The default of [`Config::max_connections`](rest_live_core::Config::max_connections): the soft
-/// `RLIMIT_NOFILE`, after raising it to the hard limit (as far as the system allows), less a
-/// tenth of it and at least 64 descriptors (at most half of it) kept for everything else; 10,000
-/// where there is no such limit. Raising the soft limit changes the process: `serve` does it.
+/// `RLIMIT_NOFILE` once raised to the hard limit (as far as the system allows), less what is kept
+/// for everything else: a tenth of it, at least 64 descriptors (at most half of a very low limit).
+/// 10,000 where there is no such limit. Like [`serve`](crate::serve), which calls it, it raises
+/// the process's soft limit.
 pub fn default_max_connections() -> usize {
     match raise_open_file_limit() {
         Some(limit) => within(limit),
