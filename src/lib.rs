@@ -48,10 +48,11 @@ pub use rest_live_core::{
 };
 pub use rest_live_macros::{resource, subscribable};
 
-/// The warp filter serving every registered resource: `warp::serve(rest_live::routes(app))`.
-/// (The adapter crate itself is `rest_live_warp`.)
+/// The warp filter serving every registered resource, and the server to run it with:
+/// `rest_live::serve(app.clone(), rest_live::routes(app), listener).await`. (The adapter crate
+/// itself is `rest_live_warp`.)
 #[cfg(feature = "warp")]
-pub use rest_live_warp::routes;
+pub use rest_live_warp::{Server, routes, serve};
 
 #[doc(hidden)]
 pub use rest_live_core::__private;

@@ -233,7 +233,8 @@ impl TestServer {
         Self::serve_routes(app, database, routes).await
     }
 
-    /// Serves `routes` on 127.0.0.1, port 0, until [`TestServer::stop`] or drop.
+    /// Serves `routes` with [`crate::serve`] on 127.0.0.1, port 0, until [`TestServer::stop`] or
+    /// drop.
     async fn serve_routes<F, R>(app: App, database: TestDatabase, routes: F) -> Self
     where
         F: ::warp::Filter<Extract = (R,), Error = ::warp::Rejection>
@@ -248,15 +249,10 @@ impl TestServer {
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            ::warp::serve(routes)
-                .incoming(listener)
-                .graceful(async {
-                    let _ = rx.await;
-                })
-                .run()
-                .await;
+        let server = crate::serve(app.clone(), routes, listener).with_shutdown(async {
+            let _ = rx.await;
         });
+        let task = tokio::spawn(server.into_future());
         Self {
             app,
             addr,
@@ -366,13 +362,14 @@ impl TestServer {
         self.client.call(method, path, body, headers)
     }
 
-    /// Stops accepting connections and waits for the server task.
+    /// Shuts the server down gracefully, as on SIGTERM: it stops accepting, finishes the requests
+    /// in flight, closes every WebSocket with 1001, and is gone within the app's
+    /// `shutdown_grace`. Dropping the server instead closes every connection at once.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            task.abort();
             let _ = task.await;
         }
     }
@@ -1110,7 +1107,9 @@ impl WsClient {
         // One deadline for the call: pings and pongs do not extend it.
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.socket.next()).await.ok()?;
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()?;
             let message = match next {
                 Some(Ok(m)) => m,
                 Some(Err(_)) | None => return Some(Received::Closed(Closed::Ended)),
@@ -1138,7 +1137,9 @@ impl WsClient {
         // One deadline for the call: pings and pongs do not extend it.
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.socket.next()).await.ok()?;
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()?;
             let message = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => panic!("websocket error: {e}"),

@@ -205,21 +205,76 @@ async fn only_the_servers_own_origin_may_open_an_authenticated_socket() {
     let cookie = ("cookie", "rest_live_token=alice-token");
     let bearer = ("authorization", "Bearer alice-token");
     let cases: Vec<(&str, &str, Vec<(&str, &str)>, Result<(), u16>)> = vec![
-        ("cookie, foreign", &url, vec![cookie, ("origin", "http://evil.example")], Err(403)),
-        ("?token, foreign", &with_token, vec![("origin", "http://evil.example")], Err(403)),
-        ("bearer, foreign", &url, vec![bearer, ("origin", "http://evil.example")], Err(403)),
-        ("cookie, null", &url, vec![cookie, ("origin", "null")], Err(403)),
-        ("?token, null", &with_token, vec![("origin", "null")], Err(403)),
+        (
+            "cookie, foreign",
+            &url,
+            vec![cookie, ("origin", "http://evil.example")],
+            Err(403),
+        ),
+        (
+            "?token, foreign",
+            &with_token,
+            vec![("origin", "http://evil.example")],
+            Err(403),
+        ),
+        (
+            "bearer, foreign",
+            &url,
+            vec![bearer, ("origin", "http://evil.example")],
+            Err(403),
+        ),
+        (
+            "cookie, null",
+            &url,
+            vec![cookie, ("origin", "null")],
+            Err(403),
+        ),
+        (
+            "?token, null",
+            &with_token,
+            vec![("origin", "null")],
+            Err(403),
+        ),
         // Another port of the same host is another origin.
-        ("cookie, other port", &url, vec![cookie, ("origin", "http://127.0.0.1:1")], Err(403)),
-        ("no credential, foreign", &url, vec![("origin", "http://evil.example")], Err(403)),
-        ("cookie, own", &url, vec![cookie, ("origin", own.as_str())], Ok(())),
-        ("cookie, own over https", &url, vec![cookie, ("origin", own_https.as_str())], Ok(())),
-        ("?token, own", &with_token, vec![("origin", own.as_str())], Ok(())),
+        (
+            "cookie, other port",
+            &url,
+            vec![cookie, ("origin", "http://127.0.0.1:1")],
+            Err(403),
+        ),
+        (
+            "no credential, foreign",
+            &url,
+            vec![("origin", "http://evil.example")],
+            Err(403),
+        ),
+        (
+            "cookie, own",
+            &url,
+            vec![cookie, ("origin", own.as_str())],
+            Ok(()),
+        ),
+        (
+            "cookie, own over https",
+            &url,
+            vec![cookie, ("origin", own_https.as_str())],
+            Ok(()),
+        ),
+        (
+            "?token, own",
+            &with_token,
+            vec![("origin", own.as_str())],
+            Ok(()),
+        ),
         ("cookie, no Origin", &url, vec![cookie], Ok(())),
         ("?token, no Origin", &with_token, vec![], Ok(())),
         // The own origin still needs a credential.
-        ("no credential, own", &url, vec![("origin", own.as_str())], Err(401)),
+        (
+            "no credential, own",
+            &url,
+            vec![("origin", own.as_str())],
+            Err(401),
+        ),
     ];
     for (name, url, headers, expected) in cases {
         let result = WsClient::connect_with(url, &headers).await.map(|mut ws| {
@@ -304,12 +359,19 @@ async fn cookie_authenticated_writes_from_a_foreign_origin_are_refused() {
         vec![("cookie", cookie.to_owned()), ("origin", evil.clone())],
         vec![("cookie", cookie.to_owned()), ("origin", "null".to_owned())],
         // No Origin, but the browser says the request is cross-site.
-        vec![("cookie", cookie.to_owned()), ("sec-fetch-site", "cross-site".to_owned())],
+        vec![
+            ("cookie", cookie.to_owned()),
+            ("sec-fetch-site", "cross-site".to_owned()),
+        ],
     ];
     for headers in refused {
         let context = format!("{headers:?}");
         let response = post(headers).await;
-        assert_eq!(response.expect_error(403), "Origin not allowed.", "{context}");
+        assert_eq!(
+            response.expect_error(403),
+            "Origin not allowed.",
+            "{context}"
+        );
     }
     assert_eq!(count().await, before, "nothing was written");
 
@@ -330,7 +392,10 @@ async fn cookie_authenticated_writes_from_a_foreign_origin_are_refused() {
     let allowed = [
         vec![("cookie", cookie.to_owned()), ("origin", own.clone())],
         vec![("cookie", cookie.to_owned())],
-        vec![("authorization", "Bearer alice-token".to_owned()), ("origin", evil.clone())],
+        vec![
+            ("authorization", "Bearer alice-token".to_owned()),
+            ("origin", evil.clone()),
+        ],
     ];
     for headers in allowed {
         let context = format!("{headers:?}");
@@ -385,7 +450,10 @@ async fn malformed_handshakes_are_refused_before_the_upgrade() {
         );
         let lower = head.to_ascii_lowercase();
         if status == "426" {
-            assert!(lower.contains("\r\nsec-websocket-version: 13\r\n"), "{head}");
+            assert!(
+                lower.contains("\r\nsec-websocket-version: 13\r\n"),
+                "{head}"
+            );
         }
         if status != "101" {
             assert!(!lower.contains("sec-websocket-accept"), "{head}");
@@ -406,14 +474,32 @@ async fn bad_frames_are_closed_with_their_code() {
     let server = server_with(models::builder().configure(|c| c.max_frame_bytes = 4096)).await;
     let mut bystander = server.ws().await;
     let cases: [(&str, u8, bool, Vec<u8>, u16); 9] = [
-        ("text that is not UTF-8", TEXT, true, vec![b'{', 0xff, 0xfe, b'}'], 1007),
-        ("a truncated UTF-8 sequence", TEXT, true, "é".as_bytes()[..1].to_vec(), 1007),
+        (
+            "text that is not UTF-8",
+            TEXT,
+            true,
+            vec![b'{', 0xff, 0xfe, b'}'],
+            1007,
+        ),
+        (
+            "a truncated UTF-8 sequence",
+            TEXT,
+            true,
+            "é".as_bytes()[..1].to_vec(),
+            1007,
+        ),
         ("an unmasked frame", TEXT, false, b"{}".to_vec(), 1002),
         ("a reserved data opcode", 0x83, true, b"{}".to_vec(), 1002),
         ("a reserved control opcode", 0x8B, true, vec![], 1002),
         ("a fragmented ping", 0x09, true, vec![], 1002),
         ("a reserved bit", 0xC1, true, b"{}".to_vec(), 1002),
-        ("a continuation with nothing to continue", 0x80, true, b"{}".to_vec(), 1002),
+        (
+            "a continuation with nothing to continue",
+            0x80,
+            true,
+            b"{}".to_vec(),
+            1002,
+        ),
         ("a frame over the limit", TEXT, true, vec![b' '; 5000], 1009),
     ];
     for (name, first, masked, payload, code) in cases {
@@ -421,7 +507,10 @@ async fn bad_frames_are_closed_with_their_code() {
         ws.send_frame(first, masked, &payload).await;
         assert_eq!(ws.expect_close(WAIT).await, code, "{name}");
         let reply = bystander.call("lists", "list", json!({})).await;
-        assert_eq!(reply.status, 200, "{name}: the bystander is served: {reply}");
+        assert_eq!(
+            reply.status, 200,
+            "{name}: the bystander is served: {reply}"
+        );
     }
     // An invalid close frame (a reserved code) is a protocol error too.
     let mut ws = RawWs::connect(server.addr, "/ws").await;
@@ -495,12 +584,19 @@ async fn idle_peers_are_pinged_and_closed_only_if_they_stop_answering() {
     let list = common::create_list(&server, "quiet").await;
     let mut ws = server.ws().await;
     let reply = ws
-        .call("tasks", "subscribe", json!({"request_id": "s", "group": {"list_id": list}}))
+        .call(
+            "tasks",
+            "subscribe",
+            json!({"request_id": "s", "group": {"list_id": list}}),
+        )
         .await;
     assert_eq!(reply.status, 201, "{reply}");
     ws.expect_silence(Duration::from_millis(1500)).await;
     let created = server
-        .post("/api/tasks/", json!({"text": "still here", "list_id": list}))
+        .post(
+            "/api/tasks/",
+            json!({"text": "still here", "list_id": list}),
+        )
         .send()
         .await;
     assert_eq!(created.status, 201, "{created}");
@@ -568,7 +664,12 @@ async fn a_stalled_client_sees_4008_after_its_queued_replies() {
             Received::Closed(closed) => break closed,
         }
     };
-    assert_eq!(closed, Closed::Code(4008), "after {} replies", replies.len());
+    assert_eq!(
+        closed,
+        Closed::Code(4008),
+        "after {} replies",
+        replies.len()
+    );
     assert!(
         replies.len() < 60,
         "the queue is bounded: {} replies were kept",
@@ -600,8 +701,15 @@ async fn a_slow_reader_is_held_back_not_closed() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         match ws.recv_any(WAIT).await.expect("a reply") {
             Received::Reply(reply) => {
-                assert_eq!(reply["payload"]["request_id"], i as u64, "{}", reply["payload"]);
-                assert_eq!(reply["payload"]["data"]["results"].as_array().map(Vec::len), Some(1000));
+                assert_eq!(
+                    reply["payload"]["request_id"], i as u64,
+                    "{}",
+                    reply["payload"]
+                );
+                assert_eq!(
+                    reply["payload"]["data"]["results"].as_array().map(Vec::len),
+                    Some(1000)
+                );
             }
             other => panic!("reply {i}: {other:?}"),
         }

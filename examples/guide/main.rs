@@ -34,12 +34,11 @@ async fn main() -> Result<(), rest_live::Error> {
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("listening on http://{}", listener.local_addr()?);
 
-    warp::serve(rest_live::routes(app))
-        .incoming(listener)
-        .graceful(async {
+    let routes = rest_live::routes(app.clone());
+    rest_live::serve(app, routes, listener)
+        .with_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
-        .run()
         .await;
     Ok(())
 }

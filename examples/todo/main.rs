@@ -9,6 +9,9 @@
 //! `REST_LIVE_QUEUE_BYTES` bounds each connection's unsent bytes (default 4 MiB).
 //! `REST_LIVE_LOG_RETAIN=<n>` keeps the newest n changes per stream (default 1,000,000).
 //! `REST_LIVE_THROTTLE=off` turns request throttling off (it is on by default).
+//! Connection limits: `REST_LIVE_HEADER_TIMEOUT_MS` (request headers, default 10000),
+//! `REST_LIVE_MAX_CONNECTIONS` (default: from the open-file limit) and
+//! `REST_LIVE_SHUTDOWN_GRACE_MS` (after SIGTERM or Ctrl-C, default 10000).
 
 mod models;
 
@@ -69,6 +72,15 @@ async fn main() -> Result<(), rest_live::Error> {
             if std::env::var("REST_LIVE_THROTTLE").is_ok_and(|v| v.eq_ignore_ascii_case("off")) {
                 c.throttle = false;
             }
+            if let Some(ms) = env_u64("REST_LIVE_HEADER_TIMEOUT_MS") {
+                c.header_timeout = std::time::Duration::from_millis(ms);
+            }
+            if let Some(max) = env_u64("REST_LIVE_MAX_CONNECTIONS") {
+                c.max_connections = Some(max as usize);
+            }
+            if let Some(ms) = env_u64("REST_LIVE_SHUTDOWN_GRACE_MS") {
+                c.shutdown_grace = std::time::Duration::from_millis(ms);
+            }
         })
         .build()
         .await?;
@@ -82,11 +94,11 @@ async fn main() -> Result<(), rest_live::Error> {
         tracing::info!("inspector on http://{addr}/inspector");
     }
 
-    let routes = models::logout(app.clone(), tokens).or(rest_live::routes(app));
-    warp::serve(routes)
-        .incoming(listener)
-        .graceful(stop)
-        .run()
+    let routes = models::logout(app.clone(), tokens).or(rest_live::routes(app.clone()));
+    // On the signal: stop accepting, finish the requests in flight, close every WebSocket with
+    // 1001, and return within the shutdown grace.
+    rest_live::serve(app, routes, listener)
+        .with_shutdown(stop)
         .await;
     tracing::info!("stopped");
     Ok(())

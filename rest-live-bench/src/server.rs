@@ -248,10 +248,8 @@ async fn serve_rest_live(db: &str) -> Result<()> {
         .map_err(|e| e.to_string())?;
     let listener = listen()?;
     announce(&listener)?;
-    warp::serve(rest_live::routes(app))
-        .incoming(listener)
-        .run()
-        .await;
+    let routes = rest_live::routes(app.clone());
+    rest_live::serve(app, routes, listener).await;
     Ok(())
 }
 

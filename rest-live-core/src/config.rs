@@ -119,6 +119,18 @@ pub struct Config {
     /// Buckets each of the per-principal and per-address throttles keeps at most (about 100 bytes
     /// each); refilled ones are dropped first, so only more live clients than this loosen it.
     pub max_throttle_buckets: usize,
+    /// `serve`: a connection must send complete request headers within this long after it opens
+    /// and after each response; else it is closed. An idle keep-alive connection is therefore
+    /// closed after this long too.
+    pub header_timeout: Duration,
+    /// `serve`: open connections, HTTP and WebSocket together (a WebSocket counts for its whole
+    /// life); beyond it, new connections are closed at once. `None`: derived from the process's
+    /// open-file limit (its soft limit raised to the hard one, less a tenth, and at least 64,
+    /// kept for files and database connections; see `rest_live_warp::serve`).
+    pub max_connections: Option<usize>,
+    /// `serve`: once told to stop, how long in-flight requests and closing WebSockets get before
+    /// what is left is dropped.
+    pub shutdown_grace: Duration,
 }
 
 /// Change-log retention. A client resuming from before what is kept gets 410 and refetches.
@@ -185,6 +197,9 @@ impl Default for Config {
             address_request_burst: 200.0,
             trusted_proxies: Vec::new(),
             max_throttle_buckets: 100_000,
+            header_timeout: Duration::from_secs(10),
+            max_connections: None,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

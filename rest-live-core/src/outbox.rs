@@ -28,10 +28,10 @@ pub struct CloseReason {
 }
 
 impl CloseReason {
-    /// The server is shutting down, or the peer stopped answering pings.
+    /// The server is shutting down.
     pub const GOING_AWAY: Self = Self {
         code: 1001,
-        reason: "server going away",
+        reason: "server shutting down",
     };
     /// The peer did not answer a ping in time (it is gone, or not reading at all).
     pub const UNRESPONSIVE: Self = Self {
@@ -232,7 +232,8 @@ impl Outbox {
         let len = frame.len();
         let before = self.counts.bytes.fetch_add(len, Ordering::AcqRel);
         let frames = self.counts.frames.fetch_add(1, Ordering::AcqRel);
-        let fits = before == 0 || (before + len <= self.bounds.bytes && frames < self.bounds.frames);
+        let fits =
+            before == 0 || (before + len <= self.bounds.bytes && frames < self.bounds.frames);
         if !fits || self.queue.send(Outgoing::Frame(frame)).is_err() {
             self.counts.remove(len);
             return false;
@@ -291,6 +292,11 @@ impl Drain {
         while self.try_next().is_some() {}
     }
 
+    /// The close asked for, if any.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        *self.close.borrow()
+    }
+
     /// A receiver that changes when the connection is told to close.
     pub fn close_signal(&self) -> watch::Receiver<Option<CloseReason>> {
         self.close.clone()
@@ -328,7 +334,10 @@ mod tests {
             got
         });
         for i in 0..10_000u32 {
-            assert!(outbox.send(Bytes::from(format!("{i:>20}"))).await, "frame {i}");
+            assert!(
+                outbox.send(Bytes::from(format!("{i:>20}"))).await,
+                "frame {i}"
+            );
         }
         drop(outbox);
         let got = writer.await.unwrap();

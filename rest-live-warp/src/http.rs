@@ -73,7 +73,10 @@ where
     if writes && credentials::is_cookie(&headers, &app.config().auth_cookie) {
         let origin = credentials::origin(&headers);
         if let Err(error) = app.check_origin(origin, credentials::host(&headers)) {
-            tracing::info!(origin, "cookie-authenticated write from a disallowed origin refused");
+            tracing::info!(
+                origin,
+                "cookie-authenticated write from a disallowed origin refused"
+            );
             return HttpResponse::error(&error);
         }
     }

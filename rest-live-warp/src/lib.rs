@@ -1,12 +1,15 @@
 //! The warp adapter: [`routes`] serves every registered resource over HTTP (PROTOCOL.md §2) and
 //! over one multiplexed WebSocket (§1); also, each at its configurable path, the django-rest-live
 //! subscription endpoint, the OpenAPI document and (when enabled) the browser inspector. It
-//! translates requests and frames; all decisions are made by `rest-live-core`.
+//! translates requests and frames; all decisions are made by `rest-live-core`. [`serve`] runs
+//! them (or routes of your own around them) with the connection limits of the app's
+//! configuration, and shuts down gracefully.
 //!
 //! ```no_run
-//! # async fn demo(app: rest_live_core::App) {
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await.unwrap();
-//! warp::serve(rest_live_warp::routes(app)).incoming(listener).run().await;
+//! # async fn demo(app: rest_live_core::App) -> std::io::Result<()> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! rest_live_warp::serve(app.clone(), rest_live_warp::routes(app), listener).await;
+//! # Ok(())
 //! # }
 //! ```
 
@@ -15,10 +18,12 @@ mod credentials;
 mod http;
 mod inspector;
 mod openapi;
+mod serve;
 mod ws;
 
 pub use addr::{ClientAddr, client_addr};
 use rest_live_core::App;
+pub use serve::{Server, default_max_connections, serve};
 use warp::{Filter, Rejection, Reply};
 
 /// HTTP API ∪ WebSocket endpoint ∪ django-rest-live endpoint ∪ OpenAPI document ∪ inspector, at

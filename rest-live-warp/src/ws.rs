@@ -102,7 +102,11 @@ fn handshake(headers: &HeaderMap) -> Handshake {
     if !has_token(UPGRADE, "websocket") {
         return Handshake::NotWebSocket;
     }
-    if headers.get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+    if headers
+        .get(SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
         let mut response = refusal(
             StatusCode::UPGRADE_REQUIRED,
             "Unsupported WebSocket version: this server speaks version 13.",
@@ -367,9 +371,7 @@ impl Liveness {
             };
         }
         match self.pinged {
-            Some(at) if now >= at + timing.pong_timeout => {
-                Check::Close(CloseReason::UNRESPONSIVE)
-            }
+            Some(at) if now >= at + timing.pong_timeout => Check::Close(CloseReason::UNRESPONSIVE),
             Some(at) => Check::Until(at + timing.pong_timeout),
             None if now >= self.last_message + timing.ping_interval => {
                 self.pinged = Some(now);
@@ -556,4 +558,3 @@ fn text(frame: Frame) -> Message {
         .unwrap_or_else(|_| String::from_utf8_lossy(&frame).into_owned().into());
     Message::Text(text)
 }
-

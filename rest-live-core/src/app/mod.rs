@@ -203,6 +203,18 @@ impl App {
         self.inner.sessions.revoke(principal_id)
     }
 
+    /// Closes every open WebSocket with `reason`, and every one that opens from now on (the
+    /// server is shutting down: `CloseReason::GOING_AWAY`, 1001); returns how many were open.
+    /// [`App::open_sockets`] tells when they are gone.
+    pub fn close_all(&self, reason: crate::outbox::CloseReason) -> usize {
+        self.inner.sessions.close_all(reason)
+    }
+
+    /// How many WebSockets are open (those closing included, until they are gone).
+    pub fn open_sockets(&self) -> usize {
+        self.inner.sessions.count()
+    }
+
     /// Creates all `rows` in one transaction; each yields its `create` event. This (and the other
     /// `bulk_*` methods) is the way to make bulk writes: unlike raw SQL, every affected row goes
     /// through hooks and the change log.
