@@ -204,7 +204,8 @@ async fn only_the_servers_own_origin_may_open_an_authenticated_socket() {
     let with_token = format!("{url}?token=alice-token");
     let cookie = ("cookie", "rest_live_token=alice-token");
     let bearer = ("authorization", "Bearer alice-token");
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Result<(), u16>)> = vec![
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Result<(), u16>);
+    let cases: Vec<Case> = vec![
         (
             "cookie, foreign",
             &url,
@@ -543,13 +544,13 @@ async fn a_frame_sent_a_byte_at_a_time_is_cut_off() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let mut peek = [0u8; 1];
-        if let Ok(Ok(n)) =
-            tokio::time::timeout(Duration::from_millis(1), ws.socket.peek(&mut peek)).await
+        let peeked =
+            tokio::time::timeout(Duration::from_millis(1), ws.socket.peek(&mut peek)).await;
+        if let Ok(Ok(n)) = peeked
+            && n > 0
         {
-            if n > 0 {
-                closed = Some(ws.expect_close(WAIT).await);
-                break;
-            }
+            closed = Some(ws.expect_close(WAIT).await);
+            break;
         }
     }
     assert_eq!(closed, Some(1008), "the slow frame is cut off with 1008");
@@ -714,4 +715,94 @@ async fn a_slow_reader_is_held_back_not_closed() {
             other => panic!("reply {i}: {other:?}"),
         }
     }
+}
+
+/// The resident memory of process `pid`, in bytes (Linux).
+fn rss(pid: u32) -> Option<usize> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The reproduction of the issue, against the example process with its defaults (4 MiB per
+/// connection): three clients each ask for 200 pages of 1,000 tasks and never read. Unbounded,
+/// that is ~150 MB of replies per connection; bounded, the server grows by at most the three
+/// queues plus a fixed margin (the replies being built, allocator slack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_clients_that_never_read_cannot_grow_the_server_past_its_bounds() {
+    let Some(_) = rss(std::process::id()) else {
+        eprintln!("skipped: no /proc/<pid>/status to read the server's memory from");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let database_url = format!("sqlite://{}", dir.path().join("memory.db").display());
+    let example = common::process::ExampleProcess::start_quiet(
+        "memory",
+        &database_url,
+        &[("REST_LIVE_THROTTLE", "off")],
+        &[],
+    )
+    .await;
+    let http = rest_live::testing::HttpClient::new(example.url(""));
+    let list = http
+        .post("/api/lists/", json!({"name": "big"}))
+        .await
+        .expect(201)["id"]
+        .as_i64()
+        .expect("id");
+    let seeding: Vec<_> = (0..8)
+        .map(|worker| {
+            let http = http.clone();
+            tokio::spawn(async move {
+                for i in (worker..1000).step_by(8) {
+                    let text = format!("{i:0>140}");
+                    http.post("/api/tasks/", json!({"text": text, "list_id": list}))
+                        .await
+                        .expect(201);
+                }
+            })
+        })
+        .collect();
+    for worker in seeding {
+        worker.await.expect("seeding");
+    }
+    // Warm up: one full page read by a reading client.
+    let mut reader = WsClient::connect(&example.ws_url()).await;
+    let reply = reader.call("tasks", "list", json!({"limit": 1000})).await;
+    assert_eq!(reply.status, 200, "{reply}");
+    let page_bytes = reply.frame.to_string().len();
+    let before = rss(example.pid()).expect("the server's RSS");
+
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut ws = WsClient::connect_with_receive_buffer(&example.ws_url(), 4096).await;
+        for i in 0..200 {
+            ws.send(list_request(i)).await;
+        }
+        stalled.push(ws);
+    }
+    let mut peak = before;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss(example.pid()).expect("the server's RSS"));
+    }
+    let queues = 3 * (4 << 20);
+    let margin = 48 << 20;
+    eprintln!(
+        "RSS {} MiB before, peak {} MiB with 3 stalled clients ({} KiB per page)",
+        before >> 20,
+        peak >> 20,
+        page_bytes >> 10
+    );
+    assert!(
+        peak < before + queues + margin,
+        "the server grew by {} MiB (bound {} MiB)",
+        (peak - before) >> 20,
+        (queues + margin) >> 20
+    );
+    // The server still serves.
+    let reply = reader.call("lists", "list", json!({})).await;
+    assert_eq!(reply.status, 200, "{reply}");
+    drop(stalled);
 }
