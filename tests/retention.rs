@@ -162,7 +162,13 @@ async fn a_since_older_than_the_kept_age_is_410() {
 async fn writes_go_on_while_a_large_prune_runs() {
     const KEEP: i64 = 10;
     const ROWS: i64 = 20_000;
-    let server = TestServer::start(common::models::builder().retain_changes(KEEP as u64)).await;
+    // Unthrottled: one anonymous address writes back to back while the prune runs.
+    let server = TestServer::start(
+        common::models::builder()
+            .retain_changes(KEEP as u64)
+            .throttle(false),
+    )
+    .await;
     let list = common::create_list(&server, "L").await as i32;
     let rows: Vec<Task> = (0..ROWS)
         .map(|i| Task {
