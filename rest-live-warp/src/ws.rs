@@ -462,7 +462,8 @@ async fn read(
                 }
             }
         };
-        let _ = tokio::time::timeout(2 * timing.close_grace, answered).await;
+        // Boxed: only a closing connection needs it; inlined, every idle one would carry it.
+        let _ = Box::pin(tokio::time::timeout(2 * timing.close_grace, answered)).await;
     }
     let _ = writer.await;
     tracing::debug!(connection = id, "websocket closed");
