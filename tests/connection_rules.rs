@@ -735,8 +735,7 @@ async fn three_clients_that_never_read_cannot_grow_the_server_past_its_bounds() 
         eprintln!("skipped: no /proc/<pid>/status to read the server's memory from");
         return;
     };
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let database_url = format!("sqlite://{}", dir.path().join("memory.db").display());
+    let (_dir, database_url) = common::process::temp_sqlite();
     let example = common::process::ExampleProcess::start_quiet(
         "memory",
         &database_url,

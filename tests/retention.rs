@@ -214,8 +214,7 @@ async fn writes_go_on_while_a_large_prune_runs() {
 
 #[tokio::test]
 async fn the_example_keeps_rest_live_log_retain_changes_per_stream() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let database_url = format!("sqlite://{}", dir.path().join("todo.db").display());
+    let (_dir, database_url) = common::process::temp_sqlite();
     let example = ExampleProcess::start_quiet(
         "retain 3",
         &database_url,

@@ -100,8 +100,7 @@ async fn refused(addr: &str) {
 }
 
 async fn example(grace: Duration) -> (ExampleProcess, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let database_url = format!("sqlite://{}", dir.path().join("todo.db").display());
+    let (dir, database_url) = common::process::temp_sqlite();
     let grace = grace.as_millis().to_string();
     let env = [("REST_LIVE_SHUTDOWN_GRACE_MS", grace.as_str())];
     let process = ExampleProcess::start_quiet("shutdown", &database_url, &env, &[]).await;

@@ -298,7 +298,12 @@ async fn start(
     }
     tracing::debug!(connection = connection.id(), "websocket opened");
     let writer = tokio::spawn(write(sink, drain, timing.close_grace));
-    tokio::spawn(read(stream, received, connection, writer, timing));
+    tokio::spawn(read(
+        stream,
+        connection,
+        writer,
+        Liveness::new(timing, received),
+    ));
 }
 
 /// The time limits of a socket (from the app's configuration).
@@ -390,14 +395,12 @@ impl Liveness {
 /// frame, so that the TCP connection ends only after the peer has read it.
 async fn read(
     mut stream: futures_util::stream::SplitStream<WebSocket>,
-    received: Arc<AtomicU64>,
     mut connection: Connection,
     writer: tokio::task::JoinHandle<()>,
-    timing: Timing,
+    mut liveness: Liveness,
 ) {
     let id = connection.id();
     let mut closing = connection.closing();
-    let mut liveness = Liveness::new(timing, received);
     let check = tokio::time::sleep_until(liveness.next_check());
     tokio::pin!(check);
     let closed_by_server = loop {
@@ -463,7 +466,11 @@ async fn read(
             }
         };
         // Boxed: only a closing connection needs it; inlined, every idle one would carry it.
-        let _ = Box::pin(tokio::time::timeout(2 * timing.close_grace, answered)).await;
+        let _ = Box::pin(tokio::time::timeout(
+            2 * liveness.timing.close_grace,
+            answered,
+        ))
+        .await;
     }
     let _ = writer.await;
     tracing::debug!(connection = id, "websocket closed");

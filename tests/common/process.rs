@@ -218,3 +218,11 @@ impl Drop for ExampleProcess {
         }
     }
 }
+
+/// A fresh SQLite database URL in a new temporary directory, and the directory (the database goes
+/// with it when it is dropped).
+pub fn temp_sqlite() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let database_url = format!("sqlite://{}", dir.path().join("todo.db").display());
+    (dir, database_url)
+}

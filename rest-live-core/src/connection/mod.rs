@@ -103,11 +103,6 @@ impl Connection {
         self.outbox.ping();
     }
 
-    /// Bytes queued for this connection and not yet handed to its socket.
-    pub fn queued_bytes(&self) -> usize {
-        self.outbox.queued_bytes()
-    }
-
     /// Handles one text frame and queues its reply. Returns false once the connection is gone.
     pub async fn handle_text(&mut self, text: &str) -> bool {
         let admitted = self.admit();
