@@ -785,7 +785,7 @@ impl WsReply {
         self.data.clone()
     }
 
-    /// Asserts PROTOCOL.md's reply envelope: the reply echoes the request's stream, action and
+    /// Asserts docs/protocol.md's reply envelope: the reply echoes the request's stream, action and
     /// request_id; a success has `errors: []`, a failure `data: null`.
     #[track_caller]
     pub fn assert_envelope(&self) {

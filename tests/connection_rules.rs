@@ -1,4 +1,4 @@
-//! PROTOCOL.md §6, the connection rules, through a real server and real sockets: origins (and
+//! docs/protocol.md §6, the connection rules, through a real server and real sockets: origins (and
 //! CSRF), handshakes, bad frames, started frames that never end, idle peers, and the byte-bounded
 //! outgoing queue with its backpressure. Where a WebSocket library would refuse to send the bad
 //! bytes, a raw TCP client ([`raw`]) sends them.

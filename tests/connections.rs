@@ -1,4 +1,4 @@
-//! The server's connection rules (PROTOCOL.md §6, "Slow and idle peers"), through raw TCP
+//! The server's connection rules (docs/protocol.md §6, "Slow and idle peers"), through raw TCP
 //! sockets: a connection that does not send complete request headers in time is closed (also
 //! between keep-alive requests), and the open connections, HTTP and WebSocket together, are
 //! capped; beyond the cap new ones are closed at once, and admitted again once some close.

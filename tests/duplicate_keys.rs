@@ -1,4 +1,4 @@
-//! Duplicate JSON keys (issue 15, point 5; PROTOCOL.md §6 "Frames"): a WebSocket frame in either
+//! Duplicate JSON keys (issue 15, point 5; docs/protocol.md §6 "Frames"): a WebSocket frame in either
 //! format, or an HTTP body, with a key repeated in any object at any depth is a malformed request,
 //! 400, never last-wins; and nothing is written: no row, no change-log entry, no event, no job,
 //! no subscription. Each case has a control: the same request without the repeat is served.

@@ -1933,7 +1933,7 @@ async fn raw_http(server: &TestServer, request: &str) -> String {
 }
 
 /// What is not a WebSocket handshake is not upgraded (a plain GET, no `Upgrade` header: 404, not
-/// this route); a handshake that is wrong is refused (PROTOCOL.md §6: another version is 426 with
+/// this route); a handshake that is wrong is refused (docs/protocol.md §6: another version is 426 with
 /// the version spoken, a missing or malformed key 400); a valid one, with header values in other
 /// cases and `Connection` as a token list, is upgraded, with the accept key of RFC 6455's own
 /// example.

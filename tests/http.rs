@@ -1,4 +1,4 @@
-//! PROTOCOL.md §2 (HTTP), end to end: real requests against the example to-do app on a real server.
+//! docs/protocol.md §2 (HTTP), end to end: real requests against the example to-do app on a real server.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! PROTOCOL.md "Jobs", end to end on a real server: 202 + `Location`, the state resource (200 while
+//! docs/protocol.md "Jobs", end to end on a real server: 202 + `Location`, the state resource (200 while
 //! PENDING or STARTED, 303 See Other to the result once finished), results and errors,
 //! cancellation (410, and the job's writes stop), 400 once finished, 404 for unknown or foreign
 //! jobs, and the `jobs` stream (one `update` event per state, in order).

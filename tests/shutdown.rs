@@ -1,4 +1,4 @@
-//! Graceful shutdown (PROTOCOL.md §6, "Shutdown"): on SIGTERM the example process stops accepting,
+//! Graceful shutdown (docs/protocol.md §6, "Shutdown"): on SIGTERM the example process stops accepting,
 //! finishes the requests in flight, sends 1001 to every WebSocket and exits 0 within its grace
 //! period, dropping what is left when the grace runs out. `TestServer::stop` does the same in
 //! process.

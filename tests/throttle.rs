@@ -1,4 +1,4 @@
-//! Request throttling (PROTOCOL.md §6 "Throttling", README "Security"): on by default, per
+//! Request throttling (docs/protocol.md §6 "Throttling", README "Security"): on by default, per
 //! signed-in principal across HTTP and WebSocket, per client address for anonymous requests, a
 //! proxy's `X-Forwarded-For` believed only from a trusted proxy, 429 with `Retry-After`, and off
 //! with `AppBuilder::throttle(false)` or the example's `REST_LIVE_THROTTLE=off`.

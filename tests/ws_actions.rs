@@ -1,4 +1,4 @@
-//! PROTOCOL.md §1 over a real socket: every action, every applicable error status, request_id
+//! docs/protocol.md §1 over a real socket: every action, every applicable error status, request_id
 //! echo, and malformed frames. Each test sends frames and asserts the exact reply.
 
 mod common;

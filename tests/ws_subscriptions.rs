@@ -1,4 +1,4 @@
-//! Subscriptions and events (PROTOCOL.md §1 "Events"): who receives what, tagged how, exactly once,
+//! Subscriptions and events (docs/protocol.md §1 "Events"): who receives what, tagged how, exactly once,
 //! only after commit, in seq order.
 
 mod common;

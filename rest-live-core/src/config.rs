@@ -85,7 +85,7 @@ pub struct Config {
     pub job_max_attempts: u32,
     /// Finished jobs are kept this long, then pruned.
     pub job_retention: Duration,
-    // Slow, stalled and idle WebSocket peers (PROTOCOL.md §6).
+    // Slow, stalled and idle WebSocket peers (docs/protocol.md §6).
     /// Unsent bytes one connection may have queued (replies and events together) before it is
     /// closed with 4008. A frame larger than this is still sent when nothing else is queued.
     pub queue_bytes: usize,

@@ -52,7 +52,7 @@ impl FieldErrors {
     }
 }
 
-/// A failed request, with the status it is answered with (PROTOCOL.md, "Errors").
+/// A failed request, with the status it is answered with (docs/protocol.md, "Errors").
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
     /// Malformed frame or body, bad argument types, a `pk` of the wrong type.
@@ -181,17 +181,26 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
-/// Why the application could not start.
+/// Why the application could not start or serve, or why its own code's request failed: what a
+/// `main` returning `Result<(), rest_live::Error>` meets, so that `?` works on each step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A setting is missing or contradicts another.
     #[error("configuration: {0}")]
     Config(String),
+    /// The registered resources do not add up: a stream declared twice, or an expected one missing.
     #[error("resource registry: {0}")]
     Registry(String),
+    /// The database cannot be opened or used.
     #[error("database: {0}")]
     Database(String),
+    /// The migrations (the application's or rest-live's own) failed.
     #[error("migrations: {0}")]
     Migration(String),
+    /// Binding a listener, reading a file.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A request the application's own code made (`App::transaction`, `App::system`) failed.
+    #[error("request failed: {0}")]
+    Api(#[from] ApiError),
 }

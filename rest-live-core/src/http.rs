@@ -1,4 +1,4 @@
-//! The HTTP API (PROTOCOL.md §2), independent of the web framework: an adapter hands over
+//! The HTTP API (docs/protocol.md §2), independent of the web framework: an adapter hands over
 //! method, path segments, query pairs, content type and body, and sends back the
 //! [`HttpResponse`].
 

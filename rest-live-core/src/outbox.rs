@@ -3,7 +3,7 @@
 //! (which drains it). A queue of encoded frames bounded in bytes and in frames, and a close
 //! signal; it knows nothing of what the frames say, so it imports nothing of the crate.
 //!
-//! The bound holds for replies and events together (PROTOCOL.md §6). An event that does not fit
+//! The bound holds for replies and events together (docs/protocol.md §6). An event that does not fit
 //! closes the connection with 4008 at once: the hub never waits for one connection. A reply that
 //! does not fit waits for the writer to make room, so the connection reads no further request
 //! meanwhile (backpressure); a client that makes no room within the send timeout is not reading,

@@ -1,4 +1,4 @@
-//! The warp adapter: [`routes`] serves every registered resource over HTTP (PROTOCOL.md §2) and
+//! The warp adapter: [`routes`] serves every registered resource over HTTP (docs/protocol.md §2) and
 //! over one multiplexed WebSocket (§1); also, each at its configurable path, the django-rest-live
 //! subscription endpoint, the OpenAPI document and (when enabled) the browser inspector. It
 //! translates requests and frames; all decisions are made by `rest-live-core`. [`serve`] runs

@@ -1,5 +1,5 @@
 //! The WebSocket endpoints: one reader loop feeding the core [`Connection`], one writer task
-//! draining its bounded outbox (batching what is queued), and the close codes of PROTOCOL.md.
+//! draining its bounded outbox (batching what is queued), and the close codes of docs/protocol.md.
 //! Every endpoint is the same code with another wire format ([`Codec`]): the protocol's
 //! `{stream, payload}` envelope, and django-rest-live's subscription format; handshake, limits
 //! and close codes are the same.
@@ -82,7 +82,7 @@ pub fn endpoint(
         )
 }
 
-/// What a request's headers make of it (RFC 6455 §4.2.1, PROTOCOL.md §6).
+/// What a request's headers make of it (RFC 6455 §4.2.1, docs/protocol.md §6).
 enum Handshake {
     /// No `Upgrade: websocket`: an ordinary request.
     NotWebSocket,
@@ -144,7 +144,7 @@ fn handshake(headers: &HeaderMap) -> Handshake {
     }
 }
 
-/// A refused handshake: the status and the error body of PROTOCOL.md §1.
+/// A refused handshake: the status and the error body of docs/protocol.md §1.
 fn refusal(status: StatusCode, message: &str) -> warp::reply::Response {
     let body = serde_json::json!({ "errors": [message] }).to_string();
     let mut response = warp::reply::Response::new(body.into());

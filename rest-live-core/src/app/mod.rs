@@ -173,7 +173,7 @@ impl App {
     }
 
     /// Checks the `Origin` of a WebSocket handshake, or of a cookie-authenticated HTTP request
-    /// that writes (PROTOCOL.md §6): once any authentication is configured (or
+    /// that writes (docs/protocol.md §6): once any authentication is configured (or
     /// [`Config::allowed_origins`] lists origins), only the server's own origin and the listed
     /// ones are allowed, and `null` never is. The server's own origin is the request's `host`
     /// (`Host` header) over http or https. A request without an Origin is not a browser's, and is

@@ -1,4 +1,4 @@
-//! The OpenAPI 3.1 document of the HTTP API (PROTOCOL.md §2), generated from the registered
+//! The OpenAPI 3.1 document of the HTTP API (docs/protocol.md §2), generated from the registered
 //! resources, so that the fields, filters, paths and statuses it states come from the one model
 //! the macro built. Adapters serve it at [`crate::Config::openapi_path`].
 //!
@@ -55,8 +55,8 @@ pub fn document(app: &App) -> Value {
             "title": "rest-live API",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The HTTP API of a rest-live application: every resource over REST. \
-                The same objects are live over the WebSocket protocol (PROTOCOL.md), which \
-                OpenAPI does not describe.",
+                The same objects are live over the WebSocket protocol, which OpenAPI does not \
+                describe: see docs/protocol.md in the rest-live repository.",
         },
         "paths": doc.paths,
     });
@@ -257,7 +257,7 @@ impl Document {
 
 /// Where jobs appear in the document: for each declared job, its start endpoint (202 with the
 /// job's state resource and `Location`), and, once any job is declared, the job state resource
-/// and its result (PROTOCOL.md §2 "Jobs"). Arguments are free JSON: a job's `Args` type does not
+/// and its result (docs/protocol.md §2 "Jobs"). Arguments are free JSON: a job's `Args` type does not
 /// describe itself to the runtime.
 fn job_paths(app: &App, doc: &mut Document) {
     let jobs = app.registry().jobs();

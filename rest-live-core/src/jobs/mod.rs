@@ -1,4 +1,4 @@
-//! Background jobs as live resources (PROTOCOL.md "Jobs"): a job is declared on a resource (on
+//! Background jobs as live resources (docs/protocol.md "Jobs"): a job is declared on a resource (on
 //! the collection, or on one object), started with 202 + `Location`, persisted as a row of
 //! `rest_live_jobs`, run by a bounded worker pool, and its state is the live stream `jobs`: every
 //! state change goes through the change log, so subscribers get an `update` event, in order.

@@ -1,4 +1,4 @@
-//! The protocol's `{stream, payload}` envelope (PROTOCOL.md §1): requests, replies and
+//! The protocol's `{stream, payload}` envelope (docs/protocol.md §1): requests, replies and
 //! events. Decoding is strict about the envelope and lenient about nothing else; encoding writes
 //! the field order of the protocol's examples.
 

@@ -1,7 +1,7 @@
 //! Wire formats. A [`Codec`] decodes a text frame into a [`Request`] (and, against the resource it
 //! names, into a typed [`Command`]), and encodes replies and events; the connection above runs
 //! commands without knowing which format it speaks. Two codecs: the `{stream, payload}` envelope
-//! of channels-api / djangochannelsrestframework ([`envelope`], PROTOCOL.md) and
+//! of channels-api / djangochannelsrestframework ([`envelope`], docs/protocol.md) and
 //! django-rest-live's subscription format ([`drl`]).
 //!
 //! A new wire format is one more implementation of [`Codec`] (and of the hub's

@@ -153,10 +153,8 @@ impl Job for ClearDone {
 
 rest_live::register_job!(ClearDone);
 
-pub const SQLITE_MIGRATIONS: EmbeddedMigrations =
-    embed_migrations!("examples/guide/migrations/sqlite");
-pub const POSTGRES_MIGRATIONS: EmbeddedMigrations =
-    embed_migrations!("examples/guide/migrations/postgres");
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// The app: its migrations, its streams, sign-in with the tokens of `tokens`.
 pub fn builder(tokens: Arc<TokenStore>) -> AppBuilder {

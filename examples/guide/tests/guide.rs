@@ -1,72 +1,46 @@
-//! docs/guide.md stays true: every Rust block in it is a slice of the guide's example (which
-//! `cargo test` compiles) or of this file, every SQL block a slice of its migrations, and the app it
-//! builds does what the guide says.
+//! docs/guide.md stays true: every Rust block in it is a slice of the guide's project (this
+//! package, which `cargo test` compiles) or of this file, every SQL block a slice of its
+//! migrations, its `Cargo.toml` the package's, and the app it builds does what the guide says.
 
-#[path = "../examples/guide/models.rs"]
+#[path = "../src/models.rs"]
 #[allow(dead_code)]
 mod models;
 
-use std::path::Path;
 use std::time::Duration;
 
 use rest_live::testing::TestServer;
 use serde_json::{Value, json};
 
-/// The fenced blocks of a Markdown text: (language, body).
-fn blocks(markdown: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut current: Option<(String, Vec<&str>)> = None;
-    for line in markdown.lines() {
-        match (&mut current, line.trim_start().strip_prefix("```")) {
-            (None, Some(lang)) => current = Some((lang.trim().to_owned(), Vec::new())),
-            (Some(_), Some("")) => {
-                let (lang, lines) = current.take().unwrap_or_default();
-                out.push((lang, lines.join("\n")));
-            }
-            (Some((_, lines)), _) => lines.push(line),
-            (None, None) => {}
-        }
-    }
-    assert!(current.is_none(), "an unclosed code block");
-    out
-}
+#[path = "../../../tests/common/markdown.rs"]
+mod markdown;
 
-/// Whether `block`'s lines appear, in order and contiguous, in `source` (trailing spaces aside).
-fn is_slice_of(block: &str, source: &str) -> bool {
-    let block: Vec<&str> = block.lines().map(str::trim_end).collect();
-    let source: Vec<&str> = source.lines().map(str::trim_end).collect();
-    !block.is_empty() && source.windows(block.len()).any(|w| w == block.as_slice())
-}
-
-fn read(path: &str) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+use markdown::{blocks, is_slice_of, read};
 
 #[test]
 fn every_code_block_of_the_guide_is_checked_code() {
-    let guide = read("docs/guide.md");
-    let rust: Vec<String> = [
-        "examples/guide/models.rs",
-        "examples/guide/main.rs",
-        "tests/guide.rs",
-    ]
-    .iter()
-    .map(|p| read(p))
-    .collect();
-    let sql =
-        read("examples/guide/migrations/sqlite/2026-11-23-000001_create_lists_and_tasks/up.sql");
+    let guide = read("../../docs/guide.md");
+    let rust: Vec<String> = ["src/models.rs", "src/main.rs", "tests/guide.rs"]
+        .iter()
+        .map(|p| read(p))
+        .collect();
+    let sql = read("migrations/sqlite/2026-11-23-000001_create_lists_and_tasks/up.sql");
+    // The guide's Cargo.toml, with rest-live from a clone next to the project.
+    let manifest = read("Cargo.toml");
     let blocks = blocks(&guide);
     assert!(blocks.iter().filter(|(l, _)| l == "rust").count() >= 8);
     for (lang, body) in &blocks {
         match lang.as_str() {
             "rust" => assert!(
                 rust.iter().any(|source| is_slice_of(body, source)),
-                "this Rust block of docs/guide.md is not in examples/guide/ or tests/guide.rs:\n{body}"
+                "this Rust block of docs/guide.md is not in examples/guide/src/ or examples/guide/tests/guide.rs:\n{body}"
             ),
             "sql" => assert!(
                 is_slice_of(body, &sql),
                 "this SQL block of docs/guide.md is not in the guide's migrations:\n{body}"
+            ),
+            "toml" => assert!(
+                is_slice_of(&body.replace("\"../rest-live\"", "\"../..\""), &manifest),
+                "this TOML block of docs/guide.md is not examples/guide/Cargo.toml's:\n{body}"
             ),
             "" => {
                 panic!("a code block without a language (rustdoc would take it for Rust):\n{body}")
@@ -106,6 +80,8 @@ async fn alice_sees_her_tasks_live() {
     let event = alice.recv_event().await;
     assert_eq!(event["payload"]["action"], "create");
     assert_eq!(event["payload"]["data"]["text"], "milk");
+    // One write, one event.
+    alice.expect_silence(Duration::from_millis(200)).await;
 }
 
 #[tokio::test]
