@@ -10,12 +10,13 @@
 //! and is closed with 4008 too. A frame larger than the whole bound is still queued when the queue
 //! is empty, or it could never be sent.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 /// One encoded frame (JSON text), shared without copying by every subscriber that gets it.
 pub type Frame = Bytes;
@@ -95,40 +96,79 @@ pub struct Bounds {
 pub struct Outbox {
     id: u64,
     bounds: Bounds,
-    queue: mpsc::UnboundedSender<Outgoing>,
-    counts: Arc<Counts>,
+    shared: Arc<Shared>,
     close: watch::Sender<Option<CloseReason>>,
 }
 
 /// What the outbox and its drain share (the drain must not keep the outbox alive: the writer ends
-/// when the last sender is gone).
+/// when the outbox is gone).
+///
+/// A plain queue under a lock rather than a channel: an idle connection's queue is empty, and an
+/// empty `VecDeque` holds no memory, where a channel keeps a block of slots per connection (a
+/// tenth of an idle connection's memory).
 #[derive(Default)]
-struct Counts {
+struct Shared {
+    /// What is queued and not yet taken by the writer, in order.
+    queue: Mutex<VecDeque<Outgoing>>,
     /// Bytes and frames queued and not yet taken by the writer.
     bytes: AtomicUsize,
     frames: AtomicUsize,
+    /// Woken when something is queued, and when the outbox is gone (one waiter: the writer).
+    ready: Notify,
     /// Woken when the writer takes frames (room for a waiting reply) and on close.
     room: Notify,
+    /// The outbox is gone: the writer sends what is queued, then ends.
+    gone: AtomicBool,
+    /// The writer is gone: nothing queued will be sent any more.
+    drained: AtomicBool,
 }
 
-impl Counts {
+/// Room a queue keeps once it has emptied after a burst (more is given back).
+const KEPT_CAPACITY: usize = 16;
+
+impl Shared {
     /// Accounts for a frame that left the queue (or never entered it).
     fn remove(&self, len: usize) {
         self.bytes.fetch_sub(len, Ordering::AcqRel);
         self.frames.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Accounts for a frame the writer took: its room is free for a waiting reply.
-    fn taken(&self, len: usize) {
-        self.remove(len);
-        self.room.notify_waiters();
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Outgoing>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `item` unless the writer is gone.
+    fn push(&self, item: Outgoing) -> bool {
+        if self.drained.load(Ordering::Acquire) {
+            return false;
+        }
+        self.queue().push_back(item);
+        self.ready.notify_one();
+        true
+    }
+
+    /// Takes the first queued item; taking a frame makes its room available again (it is now the
+    /// socket's to send).
+    fn pop(&self) -> Option<Outgoing> {
+        let item = {
+            let mut queue = self.queue();
+            let item = queue.pop_front();
+            if queue.is_empty() && queue.capacity() > 4 * KEPT_CAPACITY {
+                queue.shrink_to(KEPT_CAPACITY);
+            }
+            item
+        };
+        if let Some(Outgoing::Frame(frame)) = &item {
+            self.remove(frame.len());
+            self.room.notify_waiters();
+        }
+        item
     }
 }
 
 /// What the adapter's writer task drains: frames to send, and when to close.
 pub struct Drain {
-    counts: Arc<Counts>,
-    queue: mpsc::UnboundedReceiver<Outgoing>,
+    shared: Arc<Shared>,
     close: watch::Receiver<Option<CloseReason>>,
 }
 
@@ -137,19 +177,16 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 impl Outbox {
     /// A new outbox within `bounds`, with a process-unique id, and its draining side.
     pub fn open(bounds: Bounds) -> (Arc<Self>, Drain) {
-        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         let (close_tx, close_rx) = watch::channel(None);
-        let counts = Arc::new(Counts::default());
+        let shared = Arc::new(Shared::default());
         let outbox = Arc::new(Self {
             id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
             bounds,
-            queue: queue_tx,
-            counts: counts.clone(),
+            shared: shared.clone(),
             close: close_tx,
         });
         let drain = Drain {
-            counts,
-            queue: queue_rx,
+            shared,
             close: close_rx,
         };
         (outbox, drain)
@@ -166,12 +203,12 @@ impl Outbox {
 
     /// Bytes queued and not yet handed to the socket.
     pub fn queued_bytes(&self) -> usize {
-        self.counts.bytes.load(Ordering::Acquire)
+        self.shared.bytes.load(Ordering::Acquire)
     }
 
     /// Whether the writer is gone (nothing queued will be sent any more).
     pub fn is_gone(&self) -> bool {
-        self.queue.is_closed()
+        self.shared.drained.load(Ordering::Acquire)
     }
 
     /// Whether the connection was told to close.
@@ -204,7 +241,7 @@ impl Outbox {
             if self.is_closing() || self.is_gone() {
                 return false;
             }
-            let room = self.counts.room.notified();
+            let room = self.shared.room.notified();
             tokio::pin!(room);
             // Registered before the attempt, so room made in between is not missed.
             room.as_mut().enable();
@@ -230,12 +267,12 @@ impl Outbox {
     /// Queues `frame` if it fits (or the queue is empty); false if it does not.
     fn try_push(&self, frame: Frame) -> bool {
         let len = frame.len();
-        let before = self.counts.bytes.fetch_add(len, Ordering::AcqRel);
-        let frames = self.counts.frames.fetch_add(1, Ordering::AcqRel);
+        let before = self.shared.bytes.fetch_add(len, Ordering::AcqRel);
+        let frames = self.shared.frames.fetch_add(1, Ordering::AcqRel);
         let fits =
             before == 0 || (before + len <= self.bounds.bytes && frames < self.bounds.frames);
-        if !fits || self.queue.send(Outgoing::Frame(frame)).is_err() {
-            self.counts.remove(len);
+        if !fits || !self.shared.push(Outgoing::Frame(frame)) {
+            self.shared.remove(len);
             return false;
         }
         true
@@ -243,7 +280,7 @@ impl Outbox {
 
     /// Asks the writer to ping the peer (outside the bounds: it is a few bytes).
     pub fn ping(&self) {
-        let _ = self.queue.send(Outgoing::Ping);
+        self.shared.push(Outgoing::Ping);
     }
 
     /// Asks the writer to close the connection (the first reason wins).
@@ -256,7 +293,7 @@ impl Outbox {
                 false
             }
         });
-        self.counts.room.notify_waiters();
+        self.shared.room.notify_waiters();
     }
 
     /// A receiver that changes when the connection is told to close.
@@ -265,26 +302,33 @@ impl Outbox {
     }
 }
 
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        self.shared.gone.store(true, Ordering::Release);
+        self.shared.ready.notify_one();
+    }
+}
+
 impl Drain {
-    /// The next thing to send, once the queue has one; `None` once every sender is gone. Taking
-    /// a frame makes its room available again (it is now the socket's to send).
+    /// The next thing to send, once the queue has one; `None` once the outbox is gone and what
+    /// it queued has been taken.
     pub async fn next(&mut self) -> Option<Outgoing> {
-        let item = self.queue.recv().await;
-        self.account(item.as_ref());
-        item
+        loop {
+            if let Some(item) = self.shared.pop() {
+                return Some(item);
+            }
+            if self.shared.gone.load(Ordering::Acquire) {
+                // Queued before it went.
+                return self.shared.pop();
+            }
+            // A push or the outbox's end in between left a permit: this returns at once then.
+            self.shared.ready.notified().await;
+        }
     }
 
     /// The next thing to send if one is queued now.
     pub fn try_next(&mut self) -> Option<Outgoing> {
-        let item = self.queue.try_recv().ok();
-        self.account(item.as_ref());
-        item
-    }
-
-    fn account(&self, item: Option<&Outgoing>) {
-        if let Some(Outgoing::Frame(frame)) = item {
-            self.counts.taken(frame.len());
-        }
+        self.shared.pop()
     }
 
     /// Drops what is still queued (the connection is closing: its client resumes with `since`).
@@ -304,7 +348,15 @@ impl Drain {
 
     /// Bytes queued and not yet taken.
     pub fn queued_bytes(&self) -> usize {
-        self.counts.bytes.load(Ordering::Acquire)
+        self.shared.bytes.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Drain {
+    fn drop(&mut self) {
+        self.shared.drained.store(true, Ordering::Release);
+        // Nothing will take these: give their memory (and their room) back now.
+        self.discard();
     }
 }
 

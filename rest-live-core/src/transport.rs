@@ -19,7 +19,7 @@ use crate::app::App;
 use crate::auth::Principal;
 pub use crate::connection::Connection;
 pub use crate::http::{HttpRequest, HttpResponse};
-pub use crate::outbox::{CloseReason, Drain, Frame, Outgoing};
+pub use crate::outbox::{CloseReason, Drain, Frame, Outbox, Outgoing};
 pub use crate::protocol::Codec;
 
 /// The protocol's `{stream, payload}` envelope (the main WebSocket endpoint).

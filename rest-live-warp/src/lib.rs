@@ -17,6 +17,7 @@ mod addr;
 mod credentials;
 mod http;
 mod inspector;
+mod liveness;
 mod openapi;
 mod serve;
 mod ws;

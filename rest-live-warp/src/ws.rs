@@ -6,7 +6,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,7 +19,6 @@ use rest_live_core::transport::{
 use rest_live_core::{App, Principal};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
-use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -33,6 +31,7 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::{Filter, Rejection, Reply};
 
 use crate::credentials;
+use crate::liveness::{Monitor, Peer};
 
 /// The protocol's endpoint, at [`rest_live_core::Config::ws_path`].
 pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -52,6 +51,7 @@ pub fn endpoint(
     codec: &'static dyn Codec,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    let monitor = Monitor::new(app.config());
     crate::path_prefix(&path)
         .and(warp::path::end())
         .and(warp::get())
@@ -65,6 +65,7 @@ pub fn endpoint(
                   query: String,
                   peer: Option<std::net::SocketAddr>| {
                 let app = app.clone();
+                let monitor = monitor.clone();
                 async move {
                     let accept = match handshake(&headers) {
                         // Not a WebSocket handshake: not this route (as with `warp::ws()`).
@@ -76,7 +77,10 @@ pub fn endpoint(
                         return Err(warp::reject::not_found());
                     };
                     let client = crate::http::client_ip(&app, peer, &headers);
-                    Ok(upgrade(app, accept, on_upgrade, headers, query, codec, client).await)
+                    Ok(upgrade(
+                        app, monitor, accept, on_upgrade, headers, query, codec, client,
+                    )
+                    .await)
                 }
             },
         )
@@ -157,8 +161,10 @@ fn refusal(status: StatusCode, message: &str) -> warp::reply::Response {
 }
 
 /// Checks the handshake (Origin, credential) before upgrading: a refusal is an HTTP 403 or 401.
+#[allow(clippy::too_many_arguments)]
 async fn upgrade(
     app: App,
+    monitor: Arc<Monitor>,
     accept: HeaderValue,
     on_upgrade: OnUpgrade,
     headers: HeaderMap,
@@ -192,13 +198,13 @@ async fn upgrade(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let received = Arc::new(AtomicU64::new(0));
+                let peer = monitor.watch();
                 let io = Counted {
                     io: TokioIo::new(upgraded),
-                    received: received.clone(),
+                    peer: peer.clone(),
                 };
                 let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config));
-                start(app, socket.await, received, principal, token, codec, client).await;
+                start(app, socket.await, peer, principal, token, codec, client).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
@@ -215,7 +221,7 @@ async fn upgrade(
 /// The upgraded socket, counting the bytes received (to tell a frame in progress from silence).
 struct Counted {
     io: TokioIo<Upgraded>,
-    received: Arc<AtomicU64>,
+    peer: Arc<Peer>,
 }
 
 impl AsyncRead for Counted {
@@ -228,7 +234,7 @@ impl AsyncRead for Counted {
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         let read = buf.filled().len() - before;
         if read > 0 {
-            self.received.fetch_add(read as u64, Ordering::Relaxed);
+            self.peer.received(read);
         }
         polled
     }
@@ -274,160 +280,51 @@ const WRITE_BUFFER: usize = 16 * 1024;
 async fn start(
     app: App,
     socket: WebSocket,
-    received: Arc<AtomicU64>,
+    peer: Arc<Peer>,
     principal: Principal,
     token: Option<String>,
     codec: &'static dyn Codec,
     client: Option<std::net::IpAddr>,
 ) {
-    let config = app.config();
-    let timing = Timing {
-        close_grace: config.close_grace,
-        ping_interval: config.ping_interval,
-        pong_timeout: config.pong_timeout,
-        frame_timeout: config.frame_timeout,
-    };
+    let grace = app.config().close_grace;
     let (sink, stream) = socket.split();
     let signed_in = principal.id.is_some();
     let (mut connection, drain) = Connection::open(&app, principal, codec);
     connection.set_client(client);
+    peer.open(connection.outbox());
     // A revocation between the handshake's check and the registration above would have missed
     // this socket: check the credential once more now that revocations reach it.
     if signed_in && Box::pin(app.authenticate(token.as_deref())).await.is_err() {
         connection.close(CloseReason::REVOKED);
     }
     tracing::debug!(connection = connection.id(), "websocket opened");
-    let writer = tokio::spawn(write(sink, drain, timing.close_grace));
-    tokio::spawn(read(
-        stream,
-        connection,
-        writer,
-        Liveness::new(timing, received),
-    ));
-}
-
-/// The time limits of a socket (from the app's configuration).
-#[derive(Clone, Copy)]
-struct Timing {
-    close_grace: Duration,
-    ping_interval: Duration,
-    pong_timeout: Duration,
-    frame_timeout: Duration,
-}
-
-/// What the reader knows of its peer's liveness: when the last whole message came, how many
-/// bytes had arrived then, and whether a ping is out.
-struct Liveness {
-    timing: Timing,
-    received: Arc<AtomicU64>,
-    /// Bytes received up to the last whole message.
-    at_message: u64,
-    last_message: Instant,
-    /// When bytes of an unfinished frame were first seen.
-    partial_since: Option<Instant>,
-    /// When the ping now unanswered was sent.
-    pinged: Option<Instant>,
-}
-
-/// What to do at a liveness check.
-enum Check {
-    /// Check again then.
-    Until(Instant),
-    /// Ping the peer, and check again then.
-    Ping(Instant),
-    /// Close the connection.
-    Close(CloseReason),
-}
-
-impl Liveness {
-    fn new(timing: Timing, received: Arc<AtomicU64>) -> Self {
-        Self {
-            timing,
-            at_message: received.load(Ordering::Relaxed),
-            received,
-            last_message: Instant::now(),
-            partial_since: None,
-            pinged: None,
-        }
-    }
-
-    /// A whole message arrived: the peer is there, and no frame is unfinished.
-    fn message(&mut self) {
-        self.at_message = self.received.load(Ordering::Relaxed);
-        self.last_message = Instant::now();
-        self.partial_since = None;
-        self.pinged = None;
-    }
-
-    /// The first check after a message.
-    fn next_check(&self) -> Instant {
-        self.last_message + self.timing.ping_interval.min(self.timing.frame_timeout)
-    }
-
-    fn check(&mut self, now: Instant) -> Check {
-        let timing = self.timing;
-        if self.received.load(Ordering::Relaxed) != self.at_message {
-            // Bytes came and no whole message: a frame is in progress, and must end in time.
-            let since = *self.partial_since.get_or_insert(now);
-            return if now >= since + timing.frame_timeout {
-                Check::Close(CloseReason::FRAME_TIMEOUT)
-            } else {
-                Check::Until(since + timing.frame_timeout)
-            };
-        }
-        match self.pinged {
-            Some(at) if now >= at + timing.pong_timeout => Check::Close(CloseReason::UNRESPONSIVE),
-            Some(at) => Check::Until(at + timing.pong_timeout),
-            None if now >= self.last_message + timing.ping_interval => {
-                self.pinged = Some(now);
-                Check::Ping(now + timing.pong_timeout.min(timing.frame_timeout))
-            }
-            None => Check::Until(
-                (self.last_message + timing.ping_interval).min(now + timing.frame_timeout),
-            ),
-        }
-    }
+    let writer = tokio::spawn(write(sink, drain, grace));
+    tokio::spawn(read(stream, connection, writer, peer, grace));
 }
 
 /// The reader of a socket: hands each frame to the connection, in order, until either side
-/// closes; pings an idle peer and closes one that stopped answering or sends a frame too slowly.
-/// Once the connection closes, it waits (within the grace) for the peer to answer the close
-/// frame, so that the TCP connection ends only after the peer has read it.
+/// closes (the endpoint's [`Monitor`] closes a peer that stopped answering or sends a frame too
+/// slowly). Once the connection closes, it waits (within the grace) for the peer to answer the
+/// close frame, so that the TCP connection ends only after the peer has read it.
 async fn read(
     mut stream: futures_util::stream::SplitStream<WebSocket>,
     mut connection: Connection,
     writer: tokio::task::JoinHandle<()>,
-    mut liveness: Liveness,
+    peer: Arc<Peer>,
+    grace: Duration,
 ) {
     let id = connection.id();
     let mut closing = connection.closing();
-    let check = tokio::time::sleep_until(liveness.next_check());
-    tokio::pin!(check);
     let closed_by_server = loop {
         let message = tokio::select! {
             biased;
-            // The server closes this connection (slow reader, revoked, shutdown): stop reading.
+            // The server closes this connection (slow reader, revoked, shutdown, a peer gone
+            // silent): stop reading.
             _ = closing.changed() => break true,
             message = stream.next() => message,
-            () = &mut check => {
-                match liveness.check(Instant::now()) {
-                    Check::Until(at) => check.as_mut().reset(at),
-                    Check::Ping(at) => {
-                        connection.ping();
-                        check.as_mut().reset(at);
-                    }
-                    Check::Close(reason) => {
-                        tracing::debug!(connection = id, reason = reason.reason, "closing");
-                        connection.close(reason);
-                        break true;
-                    }
-                }
-                continue;
-            }
         };
         let Some(message) = message else { break false };
-        liveness.message();
-        check.as_mut().reset(liveness.next_check());
+        peer.message();
         let alive = match message {
             // Boxed: a request's future lives only while it is handled, and inlined it would make
             // every idle connection's task kilobytes larger.
@@ -466,11 +363,7 @@ async fn read(
             }
         };
         // Boxed: only a closing connection needs it; inlined, every idle one would carry it.
-        let _ = Box::pin(tokio::time::timeout(
-            2 * liveness.timing.close_grace,
-            answered,
-        ))
-        .await;
+        let _ = Box::pin(tokio::time::timeout(2 * grace, answered)).await;
     }
     let _ = writer.await;
     tracing::debug!(connection = id, "websocket closed");
@@ -501,34 +394,37 @@ async fn write(
     grace: Duration,
 ) {
     let mut signal = drain.close_signal();
-    // One close future for the connection's life, not one per wake-up (it showed in profiles).
-    let closed = closed(&mut signal);
-    tokio::pin!(closed);
-    let reason = loop {
-        let item = tokio::select! {
-            biased;
-            reason = &mut closed => break reason,
-            item = drain.next() => item,
-        };
-        let Some(item) = item else {
-            let _ = sink.close().await;
-            return;
-        };
-        let send = async {
-            sink.feed(message(item)).await?;
-            while let Some(item) = drain.try_next() {
+    let reason = {
+        // One close future for the connection's life, not one per wake-up (it showed in profiles).
+        // Scoped: its room in the task is reused by the close below.
+        let closed = closed(&mut signal);
+        tokio::pin!(closed);
+        loop {
+            let item = tokio::select! {
+                biased;
+                reason = &mut closed => break reason,
+                item = drain.next() => item,
+            };
+            let Some(item) = item else {
+                let _ = sink.close().await;
+                return;
+            };
+            let send = async {
                 sink.feed(message(item)).await?;
+                while let Some(item) = drain.try_next() {
+                    sink.feed(message(item)).await?;
+                }
+                sink.flush().await
+            };
+            // A client that does not read blocks the send; a close must still get through.
+            let sent = tokio::select! {
+                biased;
+                reason = &mut closed => break reason,
+                sent = send => sent,
+            };
+            if sent.is_err() {
+                return;
             }
-            sink.flush().await
-        };
-        // A client that does not read blocks the send; a close must still get through.
-        let sent = tokio::select! {
-            biased;
-            reason = &mut closed => break reason,
-            sent = send => sent,
-        };
-        if sent.is_err() {
-            return;
         }
     };
     drain.discard();

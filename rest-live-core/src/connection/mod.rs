@@ -88,6 +88,11 @@ impl Connection {
         self.outbox.close(reason);
     }
 
+    /// The connection's outbox (the adapter's liveness checks ping and close through it).
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
     /// A receiver that changes when the connection is told to close (the adapter stops reading).
     pub fn closing(&self) -> watch::Receiver<Option<CloseReason>> {
         self.outbox.closing()
