@@ -50,6 +50,11 @@ async fn the_inspector_serves_its_page_and_the_app_s_streams() {
     assert_eq!(meta["ws_path"], "/ws");
     assert_eq!(meta["drl_path"], "/ws/subscribe/");
     assert_eq!(meta["http_prefix"], "/api");
+    // The page follows a job's 202 reply on this stream; without authentication it connects
+    // without asking for a token.
+    assert_eq!(meta["jobs_stream"], "jobs");
+    assert_eq!(meta["auth"]["authenticates"], false);
+    assert_eq!(meta["auth"]["anonymous"], true);
     let streams: Vec<&str> = meta["streams"]
         .as_array()
         .expect("streams")
@@ -89,5 +94,22 @@ async fn the_inspector_serves_its_page_and_the_app_s_streams() {
     assert_eq!(
         meta["streams"][0]["actions"],
         json!(["retrieve", "subscribe_instance", "unsubscribe_instance"])
+    );
+}
+
+#[tokio::test]
+async fn the_meta_says_when_a_token_is_required() {
+    let builder = common::models::builder_with_users(common::models::demo_tokens())
+        .configure(|c| c.inspector_path = Some("/inspector".into()));
+    let server = TestServer::start(builder).await;
+    // Read without a credential: the page asks for a token instead of opening a socket that the
+    // handshake would refuse (which a browser reports only as 1006).
+    let (status, _, meta) = get(&server, "/inspector/meta").await;
+    assert_eq!(status, 200);
+    let meta: Value = serde_json::from_str(&meta).expect("JSON");
+    assert_eq!(
+        meta["auth"],
+        json!({"authenticates": true, "anonymous": false, "cookie": "rest_live_token",
+               "query_parameter": "token"})
     );
 }

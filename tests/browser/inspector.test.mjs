@@ -1,28 +1,32 @@
 // The inspector page in a real browser: Debian's headless Chromium driven by playwright-core,
-// against the to-do example started with --dev. Opens the page, creates a task through the form,
-// subscribes with the button, makes an HTTP write, and sees its event (with its seq) in the log;
-// then unsubscribes. Saves a screenshot (INSPECTOR_SCREENSHOT, default
-// target/browser/inspector.png). Skipped, saying why, where Chromium is not installed.
+// against the to-do example as users run it (--dev; --demo-users for an app that requires a
+// token). What a user does with the page: composes and sends actions, subscribes, sees events
+// with their seq, follows a job from its 202 reply, and is told why a socket is refused or closed.
+// Screenshots go to INSPECTOR_SCREENSHOTS (default target/browser/; the paths are printed).
+// Skipped, saying why, where Chromium is not installed.
 
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { test } from "node:test";
+import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { api, startExample } from "../support/example.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const chromiumPath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const screenshot = resolve(process.env.INSPECTOR_SCREENSHOT ?? join(here, "..", "..", "target", "browser", "inspector.png"));
+const screenshots = resolve(process.env.INSPECTOR_SCREENSHOTS ?? join(here, "..", "..", "target", "browser"));
 const skip = existsSync(chromiumPath)
   ? false
   : `no Chromium at ${chromiumPath} (install Debian's chromium and chromium-driver, or set CHROMIUM_PATH)`;
 if (skip) console.log(`browser test skipped: ${skip}`);
 
-test("the inspector lists streams, sends actions and shows live events with their seq", { skip, timeout: 120_000 }, async () => {
+const NEEDS_TOKEN = "needs a token: enter one in the token field";
+
+let browser;
+before(async () => {
+  if (skip) return;
   const { chromium } = await import("playwright-core");
-  const server = await startExample({ args: ["--dev"] });
-  const browser = await chromium.launch({
+  browser = await chromium.launch({
     executablePath: chromiumPath,
     headless: true,
     // What this machine needs: no sandbox as root, and no background connections to the
@@ -32,16 +36,80 @@ test("the inspector lists streams, sends actions and shows live events with thei
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
     ],
   });
+});
+after(async () => {
+  await browser?.close();
+});
+
+/** A fresh page on the inspector; `problems` collects the page's script errors. */
+async function openInspector(server, viewport) {
+  const page = await browser.newPage({ viewport });
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(String(e)));
+  await page.goto(`${server.url}/inspector`);
+  return { page, problems };
+}
+
+const statusText = (page) => page.locator("[data-testid=status]").textContent();
+
+async function waitForStatus(page, text) {
+  await page.waitForFunction((t) => document.querySelector("[data-testid=status]")?.textContent === t, text);
+}
+
+async function screenshot(page, name) {
+  mkdirSync(screenshots, { recursive: true });
+  const path = join(screenshots, name);
+  await page.screenshot({ path });
+  console.log(`screenshot: ${path}`);
+}
+
+/** The frame the composer would send, as JSON. */
+async function composedFrame(page) {
+  return JSON.parse(await page.inputValue("[data-testid=frame]"));
+}
+
+/** A list with two done tasks (its archive_done job then takes two pauses); returns its id. */
+async function listWithDoneTasks(server) {
+  const list = await api(server.url, "POST", "/api/lists/", { name: "Chores" });
+  assert.equal(list.status, 201);
+  for (const text of ["sweep", "dust"]) {
+    const task = await api(server.url, "POST", "/api/tasks/", { text, list_id: list.body.id, done: true });
+    assert.equal(task.status, 201);
+  }
+  return list.body.id;
+}
+
+/** Starts the list's archive_done job from the composer (202, with a Follow button), and waits
+ * until the job has moved on, so that a subscription from now would miss its PENDING. */
+async function startJob(server, page, listId) {
+  await page.selectOption("[data-testid=stream]", "lists");
+  await page.selectOption("[data-testid=action]", "archive_done");
+  await page.fill("[data-testid=pk]", String(listId));
+  await page.fill("[data-testid=data]", JSON.stringify({ delay_ms: 400 }));
+  await page.click("[data-testid=send]");
+  const started = page.locator(".entry[data-kind=reply][data-action=archive_done]");
+  await started.waitFor();
+  assert.equal(await started.locator("[data-testid=status-code]").textContent(), "202");
+  const job = JSON.parse(await started.locator("pre").textContent());
+  assert.equal(job.state, "PENDING");
+  for (let i = 0; ; i++) {
+    const now = await api(server.url, "GET", `/api/jobs/${job.id}/`);
+    if (now.body.state !== "PENDING") break;
+    assert.ok(i < 100, "the job starts within 5 s");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { started, job };
+}
+
+test("the inspector lists streams, sends actions and shows live events with their seq", { skip, timeout: 120_000 }, async () => {
+  const server = await startExample({ args: ["--dev"] });
   try {
     const list = await api(server.url, "POST", "/api/lists/", { name: "Groceries" });
     assert.equal(list.status, 201);
     const listId = list.body.id;
 
-    const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-    const problems = [];
-    page.on("pageerror", (e) => problems.push(String(e)));
-    await page.goto(`${server.url}/inspector`);
-    await page.waitForFunction(() => document.querySelector("[data-testid=status]")?.textContent === "connected");
+    const { page, problems } = await openInspector(server, { width: 1440, height: 900 });
+    await waitForStatus(page, "connected");
 
     // Every stream, with its fields, group keys and actions.
     const tasks = page.locator(".stream[data-stream=tasks]");
@@ -84,9 +152,7 @@ test("the inspector lists streams, sends actions and shows live events with thei
     assert.deepEqual(JSON.parse(await event.locator("pre").textContent()), { ...created, done: true });
     assert.equal(await page.locator("[data-testid=sub-seq]").textContent(), String(seq));
 
-    mkdirSync(dirname(screenshot), { recursive: true });
-    await page.screenshot({ path: screenshot });
-    console.log(`screenshot: ${screenshot}`);
+    await screenshot(page, "inspector-1440.png");
 
     // Unsubscribe with its button: the next write sends nothing.
     await page.click("[data-testid=subscriptions] [data-testid=unsubscribe]");
@@ -98,7 +164,183 @@ test("the inspector lists streams, sends actions and shows live events with thei
     assert.equal(await page.locator(".entry[data-kind=event]").count(), 1);
     assert.deepEqual(problems, [], "no script errors on the page");
   } finally {
-    await browser.close();
+    await server.stop();
+  }
+});
+
+test("hints are placeholders, never sent, and a new action starts its arguments over", { skip, timeout: 120_000 }, async () => {
+  const server = await startExample({ args: ["--dev"] });
+  try {
+    const { page, problems } = await openInspector(server, { width: 1440, height: 900 });
+    await waitForStatus(page, "connected");
+
+    // retrieve: the pk is a greyed hint naming the field and its type, and not in the frame.
+    await page.selectOption("[data-testid=stream]", "tasks");
+    await page.selectOption("[data-testid=action]", "retrieve");
+    assert.equal(await page.inputValue("[data-testid=pk]"), "");
+    assert.equal(await page.getAttribute("[data-testid=pk]", "placeholder"), "id (i32)");
+    assert.ok(!("pk" in (await composedFrame(page)).payload), "an empty pk is not sent");
+    await page.click("[data-testid=send]");
+    const refused = page.locator(".entry[data-kind=reply][data-action=retrieve]");
+    await refused.waitFor();
+    assert.equal(await refused.locator("[data-testid=status-code]").textContent(), "400");
+
+    // create: the writable fields are a template shown greyed, the field itself is empty.
+    await page.selectOption("[data-testid=action]", "create");
+    assert.equal(await page.inputValue("[data-testid=data]"), "");
+    const template = JSON.parse(await page.getAttribute("[data-testid=data]", "placeholder"));
+    assert.deepEqual(template, { text: "", done: false, list_id: 0 });
+    assert.ok(!("data" in (await composedFrame(page)).payload), "the template is not sent");
+    // "use the template" copies it in, to edit.
+    await page.click("[data-testid=use-template]");
+    assert.deepEqual(JSON.parse(await page.inputValue("[data-testid=data]")), template);
+    assert.deepEqual((await composedFrame(page)).payload.data, template);
+
+    // Typed arguments, then another action: its own, empty again.
+    await page.fill("[data-testid=data]", JSON.stringify({ text: "typed", list_id: 7 }));
+    assert.equal((await composedFrame(page)).payload.data.text, "typed");
+    await page.selectOption("[data-testid=action]", "patch");
+    assert.equal(await page.inputValue("[data-testid=data]"), "");
+    assert.deepEqual((await composedFrame(page)).payload, { action: "patch", request_id: "r2" });
+    await page.fill("[data-testid=pk]", "5");
+    assert.equal((await composedFrame(page)).payload.pk, 5);
+    await page.selectOption("[data-testid=action]", "delete");
+    assert.equal(await page.inputValue("[data-testid=pk]"), "");
+    assert.deepEqual((await composedFrame(page)).payload, { action: "delete", request_id: "r2" });
+
+    // subscribe: the group value and since are hints too.
+    await page.selectOption("[data-testid=action]", "subscribe");
+    await page.fill("[data-testid=since]", "3");
+    await page.check("[data-testid=snapshot]");
+    assert.equal(await page.getAttribute("[data-testid=group-value]", "placeholder"), "value of list_id");
+    assert.ok(await page.getAttribute("[data-testid=since]", "placeholder"));
+    await page.selectOption("[data-testid=action]", "subscribe_instance");
+    await page.selectOption("[data-testid=action]", "subscribe");
+    assert.equal(await page.inputValue("[data-testid=since]"), "");
+    assert.equal(await page.isChecked("[data-testid=snapshot]"), false);
+    assert.deepEqual((await composedFrame(page)).payload, { action: "subscribe", request_id: "r2" });
+    assert.deepEqual(problems, [], "no script errors on the page");
+  } finally {
+    await server.stop();
+  }
+});
+
+test("at 800 px wide nothing is cut off, and a job is followed from its 202 reply with every state", { skip, timeout: 120_000 }, async () => {
+  const server = await startExample({ args: ["--dev"] });
+  try {
+    const listId = await listWithDoneTasks(server);
+
+    const { page, problems } = await openInspector(server, { width: 800, height: 900 });
+    await waitForStatus(page, "connected");
+    await page.locator(".stream[data-stream=tasks]").waitFor();
+
+    const { started, job } = await startJob(server, page, listId);
+
+    // One click: every state of the job shows, from PENDING to SUCCESS, in order.
+    await started.locator("[data-testid=follow-job]").click();
+    const jobEvents = page.locator(".entry[data-kind=event][data-stream=jobs]");
+    await page.locator(".entry[data-kind=event][data-stream=jobs] [data-testid=job-state]", { hasText: "SUCCESS" }).waitFor();
+    const states = await jobEvents.locator("[data-testid=job-state]").allTextContents();
+    assert.deepEqual(states, ["PENDING", "STARTED", "SUCCESS"]);
+    const follow = page.locator(".entry[data-kind=sent][data-stream=jobs] pre");
+    assert.deepEqual(JSON.parse(await follow.textContent()).payload,
+      { action: "subscribe_instance", request_id: "r2", pk: job.id, since: 0 });
+    assert.match(await started.locator("[data-testid=follow-job]").textContent(), /following/);
+    assert.equal(await page.locator("[data-testid=subscriptions] tr[data-request-id='\"r2\"']").count(), 1);
+
+    // At 800 px: no horizontal scrolling, in the page or in any panel, and every control whole.
+    const layout = await page.evaluate(() => {
+      const cut = [];
+      for (const node of document.querySelectorAll("button, input, select, textarea, .pill")) {
+        const r = node.getBoundingClientRect();
+        if (r.width === 0 && r.height === 0) continue; // hidden
+        const panel = node.closest("section, header");
+        const box = panel ? panel.getBoundingClientRect() : { left: 0, right: innerWidth };
+        if (r.left < Math.max(0, box.left) - 0.5 || r.right > Math.min(innerWidth, box.right) + 0.5) {
+          cut.push(`${node.tagName.toLowerCase()}#${node.id || node.dataset.testid || "?"} [${r.left}, ${r.right}]`);
+        }
+      }
+      const panels = [...document.querySelectorAll("section")]
+        .filter((s) => s.scrollWidth > s.clientWidth + 1)
+        .map((s) => `${s.id}: ${s.scrollWidth} > ${s.clientWidth}`);
+      return { scrollWidth: document.documentElement.scrollWidth, innerWidth, cut, panels };
+    });
+    assert.ok(layout.scrollWidth <= layout.innerWidth, `the page is ${layout.scrollWidth} px wide in ${layout.innerWidth}`);
+    assert.deepEqual(layout.cut, [], "controls cut off");
+    assert.deepEqual(layout.panels, [], "panels scrolling sideways");
+    await screenshot(page, "inspector-800.png");
+    // The same at a desktop width (docs/inspector.png is this one).
+    await page.setViewportSize({ width: 1280, height: 800 });
+    await screenshot(page, "inspector-job-1280.png");
+    assert.deepEqual(problems, [], "no script errors on the page");
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a job whose start the change log no longer holds is followed from now, with its state read", { skip, timeout: 120_000 }, async () => {
+  // One change kept per stream: `since: 0` is 410 once the job has two.
+  const server = await startExample({ args: ["--dev"], env: { REST_LIVE_LOG_RETAIN: "1" } });
+  try {
+    const listId = await listWithDoneTasks(server);
+    const { page, problems } = await openInspector(server, { width: 1280, height: 800 });
+    await waitForStatus(page, "connected");
+    const { started, job } = await startJob(server, page, listId);
+    await started.locator("[data-testid=follow-job]").click();
+
+    const replies = page.locator(".entry[data-kind=reply][data-stream=jobs]");
+    await page.locator(".entry[data-kind=event][data-stream=jobs] [data-testid=job-state]", { hasText: "SUCCESS" }).waitFor();
+    const seen = [];
+    for (const entry of await replies.all()) {
+      seen.push([await entry.getAttribute("data-action"), await entry.locator("[data-testid=status-code]").textContent()]);
+    }
+    assert.deepEqual(seen, [["subscribe_instance", "410"], ["subscribe_instance", "201"], ["retrieve", "200"]]);
+    // The state read after subscribing is the one the job had moved on to; then the rest live.
+    const read = await replies.last().locator("[data-testid=job-state]").textContent();
+    assert.ok(["STARTED", "SUCCESS"].includes(read), read);
+    assert.equal(JSON.parse(await replies.last().locator("pre").textContent()).id, job.id);
+    assert.match(await started.locator("[data-testid=follow-job]").textContent(), /following/);
+    await screenshot(page, "inspector-job-resync.png");
+    assert.deepEqual(problems, [], "no script errors on the page");
+  } finally {
+    await server.stop();
+  }
+});
+
+test("an app that requires a token: the page asks for one, and says why a socket closed", { skip, timeout: 120_000 }, async () => {
+  const server = await startExample({ args: ["--dev", "--demo-users"] });
+  try {
+    const { page, problems } = await openInspector(server, { width: 800, height: 900 });
+    await page.locator(".stream[data-stream=tasks]").waitFor();
+    // No token: no socket is tried (a browser would report the refused handshake as 1006).
+    await waitForStatus(page, NEEDS_TOKEN);
+    await page.waitForTimeout(300);
+    assert.equal(await statusText(page), NEEDS_TOKEN);
+    assert.equal(await page.getAttribute("[data-testid=token]", "placeholder"), "token (required)");
+    assert.ok(!(await page.locator("[data-testid=log]").textContent()).includes("1006"));
+    await screenshot(page, "inspector-needs-token.png");
+
+    // Connect anyway: the handshake is refused, and the page says why.
+    await page.click("[data-testid=connect]");
+    await page.locator(".entry[data-kind=info]", { hasText: "the handshake failed" }).waitFor();
+    assert.equal(await statusText(page), NEEDS_TOKEN);
+
+    // A token the app does not know: told so (the HTTP API refuses it too).
+    await page.fill("[data-testid=token]", "nobody-token");
+    await page.press("[data-testid=token]", "Enter");
+    await waitForStatus(page, "token not accepted: enter another");
+
+    // alice's token: connected; her logout closes the socket with 4003, shown with its meaning.
+    await page.fill("[data-testid=token]", "alice-token");
+    await page.press("[data-testid=token]", "Enter");
+    await waitForStatus(page, "connected");
+    const logout = await fetch(`${server.url}/logout`, { method: "POST", headers: { Authorization: "Bearer alice-token" } });
+    assert.equal(logout.status, 204);
+    await waitForStatus(page, "closed 4003: session revoked");
+    assert.match(await page.getAttribute("[data-testid=status]", "title"), /sign in again/);
+    await screenshot(page, "inspector-revoked.png");
+    assert.deepEqual(problems, [], "no script errors on the page");
+  } finally {
     await server.stop();
   }
 });

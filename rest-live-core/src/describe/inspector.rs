@@ -1,6 +1,6 @@
 //! What the browser inspector shows about an app (served by adapters as JSON at
-//! `<inspector_path>/meta`): every stream with its fields, group keys and actions, and the
-//! endpoints.
+//! `<inspector_path>/meta`): every stream with its fields, group keys and actions, the endpoints,
+//! whether a credential is required, and the stream that jobs are followed on.
 
 use serde_json::{Value, json};
 
@@ -16,6 +16,8 @@ pub fn metadata(app: &App) -> Value {
         "drl_path": config.drl_path,
         "http_prefix": config.http_prefix,
         "openapi_path": config.openapi_path,
+        // Where a job's 202 reply is followed (`subscribe_instance` by its id).
+        "jobs_stream": crate::jobs::JOBS_STREAM,
         "auth": {
             "authenticates": app.authenticates(),
             "anonymous": app.allows_anonymous(),
