@@ -61,7 +61,7 @@ pub mod __private {
     pub use crate::registry::Registration;
     pub use crate::resource::binding::Bound;
     pub use crate::resource::generated::*;
-    pub use crate::resource::permissions::AllowAll;
+    pub use crate::resource::permissions::{AllowAll, Permissions, SetsOpen, SetsPresents};
     pub use crate::resource::{FieldMeta, Hooks, Resource, ResourceMeta};
     pub use crate::store::AnyConn;
     pub use ::core::option::Option::{self, None, Some};

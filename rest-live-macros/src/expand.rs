@@ -5,6 +5,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use crate::model::{Default, Field, Resource, ty_span};
 
@@ -179,6 +180,7 @@ pub fn expand(r: &Resource) -> TokenStream {
     };
 
     let bound_checks = bound_checks(r);
+    let retired_constants = retired_constants(r);
     let policy = match &r.permissions {
         Some(path) => quote!(#path),
         None => quote!(__rl::AllowAll),
@@ -202,6 +204,8 @@ pub fn expand(r: &Resource) -> TokenStream {
             }
 
             #bound_checks
+
+            #retired_constants
 
             #hooks_impl
 
@@ -393,6 +397,28 @@ fn assignments(table: &syn::Path, fields: &[&Field]) -> TokenStream {
         quote!(#table::#col.eq(&row.#id))
     });
     quote!((#(#pairs,)*))
+}
+
+/// A warning, spanned on the policy, when it still sets `PRESENTS` or `OPEN` (which no longer do
+/// anything): Rust does not warn about overriding a deprecated trait item, so the generated code
+/// calls a function deprecated only for a policy that sets one (see `__private::SetsPresents`).
+fn retired_constants(r: &Resource) -> TokenStream {
+    let Some(path) = &r.permissions else {
+        return quote!();
+    };
+    let ident = &r.ident;
+    let span = path.span();
+    let policy = quote!(<<#ident as __rl::Resource>::Policy as __rl::Permissions<#ident>>);
+    quote_spanned! {span=>
+        const _: () = {
+            #[allow(deprecated)]
+            const PRESENTS: bool = #policy::PRESENTS;
+            #[allow(deprecated)]
+            const OPEN: bool = #policy::OPEN;
+            __rl::SetsPresents::<PRESENTS>::check();
+            __rl::SetsOpen::<OPEN>::check();
+        };
+    }
 }
 
 /// Trait requirements checked at the user's field types, so a wrong type errors there.

@@ -119,7 +119,8 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
             permissions = Some(if meta.input.peek(Token![=]) {
                 meta.value()?.parse::<Path>()?
             } else {
-                syn::parse_quote!(Self)
+                // Spanned on the flag, so that what is said about the policy points at it.
+                syn::parse_quote_spanned!(meta.path.span()=> Self)
             });
         } else if meta.path.is_ident("label") {
             label = Some(meta.value()?.parse::<LitStr>()?);

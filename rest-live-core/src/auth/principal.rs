@@ -46,4 +46,25 @@ impl Principal {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// A text form of everything the principal carries, its roles as a set (their order and
+    /// repeats do not count): equal keys, equal principals. The default
+    /// [`crate::Permissions::audience`] is built on it.
+    ///
+    /// ```
+    /// use rest_live_core::Principal;
+    ///
+    /// let a = Principal::user("ann", ["admin", "user"]);
+    /// assert_eq!(a.key(), Principal::user("ann", ["user", "admin", "user"]).key());
+    /// assert_ne!(a.key(), Principal::user("ann", ["user"]).key());
+    /// assert_eq!(Principal::anonymous().key(), Principal::anonymous().key());
+    /// ```
+    pub fn key(&self) -> String {
+        let mut normal = self.clone();
+        normal.roles.sort_unstable();
+        normal.roles.dedup();
+        // Serializing strings and booleans cannot fail; the debug form says as much, just as
+        // uniquely.
+        serde_json::to_string(&normal).unwrap_or_else(|_| format!("{normal:?}"))
+    }
 }

@@ -29,11 +29,19 @@ pub struct Audience {
 
 impl Audience {
     pub fn new(binding: &'static dyn Binding, principal: &Principal) -> Arc<Self> {
+        let restricted = binding.restricted() && !principal.is_system();
+        // Everyone unrestricted gets the change as recorded, so they are one audience; the policy
+        // keys the others, under a prefix that keeps any key it makes up apart from that one.
+        let key = if restricted {
+            format!("policy:{}", binding.audience(principal))
+        } else {
+            "*".to_owned()
+        };
         Arc::new(Self {
-            key: binding.audience(principal),
+            key,
             principal: principal.clone(),
             binding,
-            restricted: binding.restricted() && !principal.is_system(),
+            restricted,
         })
     }
 

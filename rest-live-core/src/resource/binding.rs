@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::permissions::{Action, Permissions, Scope};
+use super::permissions::{Action, AllowAll, Permissions, Scope};
 use super::tx::{FilterValue, Tx, parse_filters};
 use super::{Resource, ResourceMeta, to_raw};
 use crate::auth::Principal;
@@ -64,9 +64,10 @@ pub trait Binding: Send + Sync + 'static {
 
     /// Action-level permission.
     fn allows(&self, principal: &Principal, action: Action) -> bool;
-    /// Whether the policy restricts or reshapes anything at all (if not, events skip the checks).
+    /// Whether the policy may restrict or reshape anything (if not, events skip the checks and
+    /// go to everyone as recorded). Only the framework's own policies can say no.
     fn restricted(&self) -> bool;
-    /// The principal's audience key (see [`Permissions::audience`]).
+    /// The audience key of a principal that is not the system (see [`Permissions::audience`]).
     fn audience(&self, principal: &Principal) -> String;
     /// Whether `principal` may read the object.
     fn visible(&self, principal: &Principal, object: &Map<String, Value>) -> bool;
@@ -161,38 +162,46 @@ fn readable<R: Resource>(principal: &Principal, row: &R) -> Result<bool, ApiErro
     })
 }
 
+/// Whether `R`'s policy is the framework's own [`AllowAll`], which scopes and presents nothing:
+/// its rows go out serialized straight from the struct, and its events skip the per-audience
+/// work. Known by type, so that no setting of a user's policy can claim it.
+fn open<R: Resource>() -> bool {
+    TypeId::of::<R::Policy>() == TypeId::of::<AllowAll>()
+}
+
+/// Whether objects go to `principal` through [`Permissions::present`]: for every principal but
+/// the application's own, unless the policy is [`AllowAll`].
+fn presents<R: Resource>(principal: &Principal) -> bool {
+    !open::<R>() && !principal.is_system()
+}
+
 /// `row` as `principal` sees it, or `None` when it may not read it: [`readable`] then [`output`],
 /// turning the row into a map at most once.
 fn view<R: Resource>(principal: &Principal, row: &R) -> Result<Option<Box<RawValue>>, ApiError> {
-    let scope = scope::<R>(principal);
-    let presents = R::Policy::PRESENTS && !principal.is_system();
-    match scope {
-        Scope::Nothing => Ok(None),
-        Scope::All if !presents => to_raw(row).map(Some),
-        scope => {
-            let mut object = as_object(row)?;
-            if !scope.contains(&object) {
-                return Ok(None);
-            }
-            if presents {
-                R::Policy::present(principal, &mut object);
-            }
-            to_raw(&object).map(Some)
-        }
+    if !presents::<R>(principal) {
+        return to_raw(row).map(Some);
     }
+    let scope = R::Policy::scope(principal);
+    if scope == Scope::Nothing {
+        return Ok(None);
+    }
+    let mut object = as_object(row)?;
+    if !scope.contains(&object) {
+        return Ok(None);
+    }
+    R::Policy::present(principal, &mut object);
+    to_raw(&object).map(Some)
 }
 
-/// `row` as `principal` sees it, as JSON. Serialized straight from the struct unless the policy
-/// presents it differently (which needs it as a map first).
+/// `row` as `principal` sees it, as JSON. Serialized straight from the struct when nothing is
+/// presented (see [`presents`]); otherwise as a map, through [`Permissions::present`].
 fn output<R: Resource>(principal: &Principal, row: &R) -> Result<Box<RawValue>, ApiError> {
-    if !R::Policy::PRESENTS || principal.is_system() {
+    if !presents::<R>(principal) {
         return to_raw(row);
     }
-    let mut value = serde_json::to_value(row).map_err(ApiError::internal)?;
-    if let Value::Object(map) = &mut value {
-        R::Policy::present(principal, map);
-    }
-    to_raw(&value)
+    let mut object = as_object(row)?;
+    R::Policy::present(principal, &mut object);
+    to_raw(&object)
 }
 
 /// The scope as filters for a query; `None` when nothing is in scope.
@@ -251,15 +260,11 @@ impl<R: Resource> Binding for Bound<R> {
     }
 
     fn restricted(&self) -> bool {
-        !R::Policy::OPEN || R::Policy::PRESENTS
+        !open::<R>()
     }
 
     fn audience(&self, principal: &Principal) -> String {
-        if principal.is_system() {
-            "system".into()
-        } else {
-            R::Policy::audience(principal)
-        }
+        R::Policy::audience(principal)
     }
 
     fn visible(&self, principal: &Principal, object: &Map<String, Value>) -> bool {
@@ -267,7 +272,7 @@ impl<R: Resource> Binding for Bound<R> {
     }
 
     fn present(&self, principal: &Principal, object: &mut Map<String, Value>) {
-        if R::Policy::PRESENTS && !principal.is_system() {
+        if presents::<R>(principal) {
             R::Policy::present(principal, object);
         }
     }
