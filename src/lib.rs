@@ -22,8 +22,9 @@
 //!
 //! ## Attributes
 //! - `#[resource(stream = "…", hooks, pk = "…", crate = "…")]` on the struct: `stream` is required;
-//!   `hooks` means you implement [`Hooks`] yourself; `pk` defaults to `#[diesel(primary_key(…))]`
-//!   or `id`; the diesel table is `#[diesel(table_name = …)]` (diesel's default otherwise).
+//!   an `impl Hooks for Task` is found by itself (the `hooks` flag only states, checked, that
+//!   there is one); `pk` defaults to `#[diesel(primary_key(…))]` or `id`; the diesel table is
+//!   `#[diesel(table_name = …)]` (diesel's default otherwise).
 //! - `#[subscribable]` (by pk) and `#[subscribable(group_key = "field")]` (once per key).
 //! - On fields: `#[resource(read_only)]` (never taken from input), `#[resource(filter)]` (usable as
 //!   a `list` filter; the pk and group keys always are), `#[resource(max_length = N)]`.

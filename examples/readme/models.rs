@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 diesel::table! { tasks (id) { id -> Integer, text -> Text, done -> Bool, list_id -> Integer } }
 
-#[resource(stream = "tasks", hooks)]    // HTTP /api/tasks/…, WebSocket stream "tasks"; we implement Hooks
+#[resource(stream = "tasks")]           // HTTP /api/tasks/…, WebSocket stream "tasks"
 #[subscribable]                         // clients may follow one task: subscribe_instance by pk
 #[subscribable(group_key = "list_id")]  // ...or every task of one list: subscribe {"group": {"list_id": 1}}
 #[derive(Queryable, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -81,6 +81,7 @@ pub use lists::List;
 #[rustfmt::skip]
 mod policy {
 use rest_live::prelude::*;
+use serde_json::{Map, Value};
 
 pub struct OwnerOnly;
 
@@ -91,7 +92,10 @@ impl<R> Permissions<R> for OwnerOnly {
     // object, and never appears in a list, a snapshot or an event.
     fn scope(principal: &Principal) -> Scope { Scope::field_equals("owner", principal.id.clone()) }
     // Optional: may it change this object (403 if not; by default, if it may read it)?
-    // Optional: present() hides or adds fields per principal.
+    // Optional: what the principal is shown of an object (remove or add fields).
+    fn present(principal: &Principal, object: &mut Map<String, Value>) {
+        if !principal.has_role("admin") { object.remove("owner"); }
+    }
 }
 }
 

@@ -56,12 +56,13 @@ pub use store::AnyConn;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__with_conn;
-    pub use crate::error::FieldErrors;
+    pub use crate::error::{ApiError, FieldErrors};
     pub use crate::jobs::{JobBound, JobRegistration};
     pub use crate::registry::Registration;
     pub use crate::resource::binding::Bound;
     pub use crate::resource::generated::*;
     pub use crate::resource::permissions::{AllowAll, Permissions, SetsOpen, SetsPresents};
+    pub use crate::resource::tx::Tx;
     pub use crate::resource::{FieldMeta, Hooks, Resource, ResourceMeta};
     pub use crate::store::AnyConn;
     pub use ::core::option::Option::{self, None, Some};

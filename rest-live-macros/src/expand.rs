@@ -1,5 +1,5 @@
-//! Generates the `Resource` impl, its filter type, the default `Hooks` impl and the registration,
-//! from the checked model alone. The runtime is reached only through `<crate>::__private`, every
+//! Generates the `Resource` impl (calling the user's `Hooks` impl if there is one), its filter
+//! type and the registration, from the checked model alone. The runtime is reached only through `<crate>::__private`, every
 //! path is absolute (the output works under `#![no_implicit_prelude]`), and everything sits in a
 //! `const _: () = { … };` block.
 
@@ -170,14 +170,23 @@ pub fn expand(r: &Resource) -> TokenStream {
         }
     };
 
-    let hooks_impl = if r.hooks {
-        quote!()
-    } else {
-        quote! {
-            #[automatically_derived]
-            impl __rl::Hooks for #ident {}
+    // The user's `Hooks` impl if there is one, else none (see `__private::HooksOf`).
+    let hooks_of = quote!((&__rl::HooksOf::<Self>::NEW));
+    let hooks_flag = r.hooks.map(|span| {
+        // Spanned at the flag, where the error belongs when there is no impl.
+        let ty = syn::Ident::new(&ident.to_string(), span);
+        quote_spanned! {span=>
+            #[allow(dead_code)]
+            fn __rest_live_hooks_flag() {
+                __rl::assert_hooks::<#ty>();
+            }
         }
-    };
+    });
+    let table_name = table
+        .segments
+        .last()
+        .map(|s| s.ident.to_string())
+        .unwrap_or_default();
 
     let bound_checks = bound_checks(r);
     let retired_constants = retired_constants(r);
@@ -197,6 +206,8 @@ pub fn expand(r: &Resource) -> TokenStream {
             use #krate::__private as __rl;
             #[allow(unused_imports)]
             use __rl::diesel::prelude::*;
+            #[allow(unused_imports)]
+            use __rl::{NoHooks as _, UserHooks as _};
 
             /// One typed equality filter on a filterable field.
             pub enum __Filter {
@@ -207,7 +218,7 @@ pub fn expand(r: &Resource) -> TokenStream {
 
             #retired_constants
 
-            #hooks_impl
+            #hooks_flag
 
             #[automatically_derived]
             impl __rl::Resource for #ident {
@@ -225,6 +236,7 @@ pub fn expand(r: &Resource) -> TokenStream {
                     group_keys: &[#(#group_names,)*],
                     instance_subscribable: #instance,
                 };
+                const TABLE: &'static str = #table_name;
 
                 fn pk(&self) -> Self::Pk {
                     ::core::clone::Clone::clone(&self.#pk_ident)
@@ -346,6 +358,35 @@ pub fn expand(r: &Resource) -> TokenStream {
                         __rl::diesel::delete(#table::table.find(::core::clone::Clone::clone(pk))).execute(c)
                     })
                 }
+
+                fn db_probe(conn: __rl::AnyConn<'_>) -> __rl::diesel::QueryResult<()> {
+                    __rl::__with_conn!(conn, |c| {
+                        #table::table.select(#cols).limit(0).load::<Self>(c).map(|_| ())
+                    })
+                }
+
+                fn hook_before_save(
+                    &mut self,
+                    tx: &mut __rl::Tx<'_>,
+                    old: __rl::Option<&Self>,
+                ) -> __rl::Result<(), __rl::ApiError> {
+                    #hooks_of.before_save(self, tx, old)
+                }
+
+                fn hook_before_delete(
+                    &self,
+                    tx: &mut __rl::Tx<'_>,
+                ) -> __rl::Result<(), __rl::ApiError> {
+                    #hooks_of.before_delete(self, tx)
+                }
+
+                fn hook_after_save(&self, created: bool) {
+                    #hooks_of.after_save(self, created)
+                }
+
+                fn hook_after_delete(&self) {
+                    #hooks_of.after_delete(self)
+                }
             }
 
             __rl::inventory::submit! {
@@ -426,7 +467,10 @@ fn bound_checks(r: &Resource) -> TokenStream {
     let checks = r.fields.iter().map(|f| {
         let ty = &f.ty;
         let span = ty_span(ty);
+        let col = &f.column;
+        let table = &r.table;
         let mut out = quote_spanned! {span=>
+            __rl::assert_column::<#ty, <#table::#col as __rl::diesel::Expression>::SqlType>();
             __rl::assert_field::<#ty>();
         };
         if f.read_only || matches!(f.default, Default::Trait) {

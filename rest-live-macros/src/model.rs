@@ -50,7 +50,9 @@ pub struct GroupKey {
 pub struct Resource {
     pub ident: Ident,
     pub stream: Option<LitStr>,
-    pub hooks: bool,
+    /// The `hooks` flag, where it is written: it states (checked) that the type implements
+    /// `Hooks`, which the generated code finds by itself anyway.
+    pub hooks: Option<Span>,
     /// The policy type, `Self` for the bare `permissions` flag, `None` for the default.
     pub permissions: Option<Path>,
     /// The model label of the django-rest-live format (`"todolist.Task"`).
@@ -105,7 +107,7 @@ fn key_name(path: &Path) -> String {
 /// Parses the struct and the arguments of `#[resource(…)]`; strips the attributes it consumes.
 pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource {
     let mut stream = None;
-    let mut hooks = false;
+    let mut hooks = None;
     let mut permissions = None;
     let mut label = None;
     let mut krate: Path = syn::parse_quote!(::rest_live);
@@ -114,7 +116,7 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
         if meta.path.is_ident("stream") {
             stream = Some(meta.value()?.parse::<LitStr>()?);
         } else if meta.path.is_ident("hooks") {
-            hooks = true;
+            hooks = Some(meta.path.span());
         } else if meta.path.is_ident("permissions") {
             permissions = Some(if meta.input.peek(Token![=]) {
                 meta.value()?.parse::<Path>()?

@@ -29,7 +29,7 @@ diesel::table! {
 }
 
 /// A to-do list: `/api/lists/`, stream `lists`.
-#[resource(stream = "lists", label = "todolist.List", hooks, permissions = Owned)]
+#[resource(stream = "lists", label = "todolist.List", permissions = Owned)]
 #[subscribable]
 #[derive(Queryable, Serialize, Deserialize, Clone, Debug)]
 #[diesel(table_name = lists)]
@@ -44,7 +44,7 @@ pub struct List {
 }
 
 /// A task: `/api/tasks/`, stream `tasks`, followed by pk or by list.
-#[resource(stream = "tasks", label = "todolist.Task", hooks, permissions = Owned)]
+#[resource(stream = "tasks", label = "todolist.Task", permissions = Owned)]
 #[subscribable]
 #[subscribable(group_key = "list_id")]
 #[derive(Queryable, Serialize, Deserialize, Clone, Debug)]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use diesel_migrations::EmbeddedMigrations;
 
-use super::{App, AppInner, pruner};
+use super::{App, AppInner, checks, pruner};
 use crate::auth::{Authenticator, Sessions};
 use crate::config::{Config, Retention};
 use crate::error::Error;
@@ -170,6 +170,12 @@ impl AppBuilder {
     }
 
     /// Collects the registry, opens the database, runs migrations and starts the feed.
+    ///
+    /// It checks first what would otherwise fail requests later, and returns one message per
+    /// problem, naming the resource and the fix: a database that cannot be opened (at once, not
+    /// after the pool's retries), a resource whose table or a column of it is missing
+    /// ([`Error::Database`]), a policy whose scope names a field that is not filterable
+    /// ([`Error::Registry`]).
     pub async fn build(self) -> Result<App, Error> {
         let registry = Registry::collect(&self.explicit, &self.explicit_jobs)?;
         let missing: Vec<&str> = self
@@ -184,6 +190,10 @@ impl AppBuilder {
                 missing.join(", ")
             )));
         }
+        checks::scopes(
+            &registry,
+            super::allows_anonymous(&self.config, self.authenticator.is_some()),
+        )?;
         let url = DatabaseUrl::parse(&self.config.database_url)?;
         let store = Store::open(
             &url,
@@ -192,6 +202,7 @@ impl AppBuilder {
             registry.streams(),
         )
         .await?;
+        checks::tables(&registry, &store, &url).await?;
         let (_, seqs) = store
             .read(|c| Ok(changelog::heads(c)?))
             .await

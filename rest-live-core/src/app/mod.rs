@@ -3,6 +3,7 @@
 //! layers below never see it.
 
 pub mod builder;
+mod checks;
 mod origin;
 pub(crate) mod pruner;
 
@@ -166,10 +167,7 @@ impl App {
 
     /// Whether requests without a credential are served, as the anonymous principal.
     pub fn allows_anonymous(&self) -> bool {
-        self.inner
-            .config
-            .allow_anonymous
-            .unwrap_or(self.inner.authenticator.is_none())
+        allows_anonymous(&self.inner.config, self.authenticates())
     }
 
     /// Checks the `Origin` of a WebSocket handshake, or of a cookie-authenticated HTTP request
@@ -269,6 +267,12 @@ impl App {
     {
         tx::write(&self.inner.store, Principal::system(), f).await
     }
+}
+
+/// Anonymous requests are served when the configuration says so, by default when nothing
+/// authenticates.
+fn allows_anonymous(config: &Config, authenticates: bool) -> bool {
+    config.allow_anonymous.unwrap_or(!authenticates)
 }
 
 fn filter_object(filters: Value) -> Result<serde_json::Map<String, Value>, ApiError> {

@@ -117,4 +117,18 @@ impl Binding for JobsBinding {
     fn collection(&self) -> Option<&dyn Collection> {
         None
     }
+
+    /// The job records are rest-live's own table, created by its migrations.
+    fn table(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn probe_table(&self, _conn: AnyConn<'_>) -> diesel::QueryResult<()> {
+        Ok(())
+    }
+
+    /// Visibility is decided per job (its owner), not by a scope.
+    fn unfilterable_scope(&self, _principal: &Principal) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -83,6 +83,16 @@ pub trait Binding: Send + Sync + 'static {
 
     /// The rest of the actions, for a stream that is a collection of rows; `None` otherwise.
     fn collection(&self) -> Option<&dyn Collection>;
+
+    /// The SQL table of the application's that holds the stream's objects, if there is one.
+    fn table(&self) -> Option<&'static str>;
+    /// Reads no row of [`Binding::table`], but with every column the resource maps: fails when
+    /// the table or a column is missing (start-up checks it).
+    fn probe_table(&self, conn: AnyConn<'_>) -> diesel::QueryResult<()>;
+    /// The fields the policy's scope for `principal` names that lists cannot filter by (which
+    /// would make every list and group snapshot of that principal fail); start-up checks that
+    /// there are none. Empty when the principal may neither list nor subscribe.
+    fn unfilterable_scope(&self, principal: &Principal) -> Vec<String>;
 }
 
 /// The actions of a stream that is a collection of rows.
@@ -290,6 +300,28 @@ impl<R: Resource> Binding for Bound<R> {
 
     fn collection(&self) -> Option<&dyn Collection> {
         Some(self)
+    }
+
+    fn table(&self) -> Option<&'static str> {
+        Some(R::TABLE)
+    }
+
+    fn probe_table(&self, conn: AnyConn<'_>) -> diesel::QueryResult<()> {
+        R::db_probe(conn)
+    }
+
+    fn unfilterable_scope(&self, principal: &Principal) -> Vec<String> {
+        let reads = [Action::List, Action::Subscribe]
+            .into_iter()
+            .any(|action| self.allows(principal, action));
+        match scope::<R>(principal) {
+            Scope::Where(conditions) if reads => conditions
+                .iter()
+                .filter(|(field, value)| R::parse_filter(field, value).is_none())
+                .map(|(field, _)| field.clone())
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 

@@ -1,11 +1,15 @@
 //! Helpers that macro-generated code calls (through `__private`), so the generated code stays small.
 
+use std::marker::PhantomData;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use serde_json::{Map, Value};
 
-use crate::error::FieldErrors;
+use crate::error::{ApiError, FieldErrors};
+use crate::resource::Hooks;
+use crate::resource::tx::Tx;
 
 /// Reads a typed value from JSON; the message says what was wrong.
 pub fn parse_value<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
@@ -129,5 +133,70 @@ pub fn assert_field<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'sta
 /// Read-only fields and `#[serde(default)]` fields are filled with `Default::default()`.
 pub fn assert_default<T: Default>() {}
 
+/// A field reads from its column (`ST`, the column's SQL type): checked at the field, so that a
+/// type that does not match its column errors there, first. SQLite is always compiled in, so
+/// every column type a resource can have is one SQLite reads.
+pub fn assert_column<T, ST>()
+where
+    T: diesel::deserialize::FromSql<ST, diesel::sqlite::Sqlite>,
+{
+}
+
 /// `#[resource(max_length = N)]` needs text.
 pub fn assert_char_length<T: CharLength + ?Sized>() {}
+
+/// `#[resource(hooks)]` states that the type implements [`Hooks`].
+pub fn assert_hooks<T: Hooks>() {}
+
+/// The hooks of `T`: its [`Hooks`] impl if it has one, else none. Generated code calls the methods
+/// on `&HooksOf::<Task>::NEW` with [`UserHooks`] and [`NoHooks`] in scope: method lookup tries
+/// the receiver as it is before it borrows it again, so `UserHooks` (implemented for `HooksOf<T>`
+/// where `T: Hooks`) wins over `NoHooks` (implemented for `&HooksOf<T>`) whenever it applies.
+/// This works because the macro names the concrete type, so no `hooks` flag is needed.
+pub struct HooksOf<T>(PhantomData<fn() -> T>);
+
+impl<T> HooksOf<T> {
+    pub const NEW: Self = HooksOf(PhantomData);
+}
+
+/// The user's [`Hooks`] impl (see [`HooksOf`]).
+pub trait UserHooks<T> {
+    fn before_save(&self, row: &mut T, tx: &mut Tx<'_>, old: Option<&T>) -> Result<(), ApiError>;
+    fn before_delete(&self, row: &T, tx: &mut Tx<'_>) -> Result<(), ApiError>;
+    fn after_save(&self, row: &T, created: bool);
+    fn after_delete(&self, row: &T);
+}
+
+impl<T: Hooks> UserHooks<T> for HooksOf<T> {
+    fn before_save(&self, row: &mut T, tx: &mut Tx<'_>, old: Option<&T>) -> Result<(), ApiError> {
+        row.before_save(tx, old)
+    }
+    fn before_delete(&self, row: &T, tx: &mut Tx<'_>) -> Result<(), ApiError> {
+        row.before_delete(tx)
+    }
+    fn after_save(&self, row: &T, created: bool) {
+        row.after_save(created);
+    }
+    fn after_delete(&self, row: &T) {
+        row.after_delete();
+    }
+}
+
+/// No hooks: what a type without a [`Hooks`] impl gets (see [`HooksOf`]).
+pub trait NoHooks<T> {
+    fn before_save(&self, row: &mut T, tx: &mut Tx<'_>, old: Option<&T>) -> Result<(), ApiError>;
+    fn before_delete(&self, row: &T, tx: &mut Tx<'_>) -> Result<(), ApiError>;
+    fn after_save(&self, row: &T, created: bool);
+    fn after_delete(&self, row: &T);
+}
+
+impl<T> NoHooks<T> for &HooksOf<T> {
+    fn before_save(&self, _: &mut T, _: &mut Tx<'_>, _: Option<&T>) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn before_delete(&self, _: &T, _: &mut Tx<'_>) -> Result<(), ApiError> {
+        Ok(())
+    }
+    fn after_save(&self, _: &T, _: bool) {}
+    fn after_delete(&self, _: &T) {}
+}

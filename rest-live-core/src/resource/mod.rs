@@ -20,7 +20,7 @@ pub use permissions::Permissions;
 use tx::Tx;
 
 /// Implemented by `#[resource]`; not meant to be implemented by hand.
-pub trait Resource: Hooks + Serialize + Clone + Send + Sync + Sized + 'static {
+pub trait Resource: Serialize + Clone + Send + Sync + Sized + 'static {
     type Pk: Serialize + Clone + Send + Sync + 'static;
     /// The resource's policy (`#[resource(permissions = …)]`; [`permissions::AllowAll`]
     /// when none is declared).
@@ -29,6 +29,8 @@ pub trait Resource: Hooks + Serialize + Clone + Send + Sync + Sized + 'static {
     type Filter: Send + Sync + 'static;
 
     const META: &'static ResourceMeta;
+    /// The SQL table (`#[diesel(table_name = …)]`), for messages.
+    const TABLE: &'static str;
 
     fn pk(&self) -> Self::Pk;
     fn parse_pk(value: &Value) -> Result<Self::Pk, String>;
@@ -55,14 +57,33 @@ pub trait Resource: Hooks + Serialize + Clone + Send + Sync + Sized + 'static {
     fn db_insert(conn: AnyConn<'_>, row: &Self) -> diesel::QueryResult<Self>;
     fn db_update(conn: AnyConn<'_>, row: &Self) -> diesel::QueryResult<Self>;
     fn db_delete(conn: AnyConn<'_>, pk: &Self::Pk) -> diesel::QueryResult<usize>;
+    /// Reads no row, but with every column of the struct: fails when the table or a column is
+    /// missing (start-up checks it).
+    fn db_probe(conn: AnyConn<'_>) -> diesel::QueryResult<()>;
+
+    /// [`Hooks::before_save`] when the type implements [`Hooks`], else nothing: the macro
+    /// generates these four and picks the user's impl if there is one.
+    fn hook_before_save(&mut self, tx: &mut Tx<'_>, old: Option<&Self>) -> Result<(), ApiError>;
+    /// [`Hooks::before_delete`], if implemented.
+    fn hook_before_delete(&self, tx: &mut Tx<'_>) -> Result<(), ApiError>;
+    /// [`Hooks::after_save`], if implemented.
+    fn hook_after_save(&self, created: bool);
+    /// [`Hooks::after_delete`], if implemented.
+    fn hook_after_delete(&self);
 }
 
-/// Life-cycle hooks of a resource. Declare `#[resource(stream = "…", hooks)]` and implement the
-/// methods you need; the others do nothing.
+/// Life-cycle hooks of a resource: implement the methods you need (`impl Hooks for Task { … }`);
+/// the others do nothing. `#[resource]` finds the impl by itself (the `hooks` flag of
+/// `#[resource(stream = "…", hooks)]` is optional: it only states, checked, that there is one).
 ///
 /// `before_*` run inside the write's transaction: they may change the row, write other resources
 /// through `tx` (those writes produce events too), or refuse the write with an error (for example
 /// [`FieldErrors`] → 400) so that nothing is written. `after_*` run once the transaction committed.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `Hooks`",
+    label = "`hooks` in #[resource(…)] says it does",
+    note = "write `impl Hooks for {Self} {{ … }}`, or remove `hooks`: #[resource] finds an impl without it"
+)]
 pub trait Hooks: Sized {
     /// Before a create (`old == None`) or an update/patch (`old` = the stored row).
     fn before_save(&mut self, tx: &mut Tx<'_>, old: Option<&Self>) -> Result<(), ApiError> {

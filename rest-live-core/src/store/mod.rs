@@ -67,6 +67,86 @@ impl DatabaseUrl {
     }
 }
 
+impl std::fmt::Display for DatabaseUrl {
+    /// The URL for messages: a PostgreSQL password (in the user part or as a `password`
+    /// parameter) is left out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) if path == ":memory:" => f.write_str("sqlite::memory:"),
+            Self::Sqlite(path) => write!(f, "sqlite://{path}"),
+            Self::Postgres(url) => f.write_str(&without_password(url)),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db?password=secret&sslmode=require` as
+/// `postgres://user@host/db?sslmode=require`.
+fn without_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user, host)) => {
+            let user = user.split_once(':').map_or(user, |(name, _)| name);
+            format!("{user}@{host}")
+        }
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| !pair.starts_with("password="))
+                .collect();
+            if kept.is_empty() {
+                path.to_owned()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+/// How long start-up waits for the PostgreSQL server before it says it cannot be reached.
+#[cfg(feature = "postgres")]
+const CONNECT_TIMEOUT_SECS: u32 = 5;
+
+/// Opens one connection, before any pool: a database that cannot be opened fails start-up at
+/// once with one message (a pool would retry, and log each retry, for its whole checkout
+/// timeout).
+fn check_connection(url: &DatabaseUrl) -> Result<(), Error> {
+    match url {
+        DatabaseUrl::Sqlite(path) => SqliteConnection::establish(path).map(drop).map_err(|e| {
+            Error::Database(format!(
+                "cannot open {url}: {e}. Check that the directory exists and that this process may create and write files there (DATABASE_URL / AppBuilder::database_url)."
+            ))
+        }),
+        #[cfg(feature = "postgres")]
+        DatabaseUrl::Postgres(pg_url) => {
+            let probe = if pg_url.contains("connect_timeout=") {
+                pg_url.clone()
+            } else {
+                let sep = if pg_url.contains('?') { '&' } else { '?' };
+                format!("{pg_url}{sep}connect_timeout={CONNECT_TIMEOUT_SECS}")
+            };
+            PgConnection::establish(&probe).map(drop).map_err(|e| {
+                // libpq's message spans lines; one paragraph reads better in a log.
+                let mut reason = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+                if !reason.ends_with(['.', '?', '!']) {
+                    reason.push('.');
+                }
+                Error::Database(format!(
+                    "cannot connect to {url}: {reason} Check that the PostgreSQL server is running and reachable at that host and port, and that the user, password and database in DATABASE_URL (AppBuilder::database_url) are right."
+                ))
+            })
+        }
+        #[cfg(not(feature = "postgres"))]
+        DatabaseUrl::Postgres(_) => Ok(()),
+    }
+}
+
 #[derive(Debug)]
 struct SqlitePragmas;
 
@@ -161,7 +241,7 @@ fn transact<T>(
     }
 }
 
-fn open_error(what: &str, e: impl std::fmt::Display) -> Error {
+fn open_error(what: &DatabaseUrl, e: impl std::fmt::Display) -> Error {
     Error::Database(format!("cannot open {what}: {e}"))
 }
 
@@ -176,6 +256,7 @@ impl Store {
     ) -> Result<Self, Error> {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
+            check_connection(&url)?;
             let (pools, gate) = match &url {
                 DatabaseUrl::Sqlite(path) => {
                     let in_memory = path == ":memory:";
@@ -187,8 +268,8 @@ impl Store {
                         // no `SELECT 1` before every use.
                         .test_on_check_out(false)
                         .build(ConnectionManager::<SqliteConnection>::new(path.clone()))
-                        .map_err(|e| open_error(path, e))?;
-                    let mut conn = pool.get().map_err(|e| open_error(path, e))?;
+                        .map_err(|e| open_error(&url, e))?;
+                    let mut conn = pool.get().map_err(|e| open_error(&url, e))?;
                     if !in_memory {
                         conn.batch_execute("PRAGMA journal_mode = WAL;")
                             .map_err(|e| Error::Database(e.to_string()))?;
@@ -203,10 +284,8 @@ impl Store {
                     let pool = Pool::builder()
                         .max_size(pool_size.max(2))
                         .build(ConnectionManager::<PgConnection>::new(pg_url.clone()))
-                        .map_err(|e| open_error("the PostgreSQL database", e))?;
-                    let mut conn = pool
-                        .get()
-                        .map_err(|e| open_error("the PostgreSQL database", e))?;
+                        .map_err(|e| open_error(&url, e))?;
+                    let mut conn = pool.get().map_err(|e| open_error(&url, e))?;
                     // Processes starting together on a fresh database would race to create the
                     // same tables (and fail on PostgreSQL's catalog constraints): one migrates at
                     // a time, the others then find nothing pending. A session lock, as each
