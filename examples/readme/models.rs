@@ -5,7 +5,6 @@
 #![allow(unused_variables, dead_code)]
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use rest_live::{JobContext, JobError};
 use serde::{Deserialize, Serialize};
 
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations =
@@ -109,11 +108,16 @@ pub struct Archived {
     pub archived: usize,
 }
 
+#[rustfmt::skip]
+mod job {
+use super::{ArchiveArgs, Archived, Task};
+use rest_live::{JobContext, JobError};
+
 pub struct ArchiveDone;
 impl rest_live::Job for ArchiveDone {
     type Resource = Task;
-    type Args = ArchiveArgs; // serde: bad arguments are 400 before anything is queued
-    type Output = Archived; // serde: the job's result
+    type Args = ArchiveArgs;          // serde: bad arguments are 400 before anything is queued
+    type Output = Archived;           // serde: the job's result
     const NAME: &'static str = "archive_done";
     async fn run(ctx: JobContext, args: ArchiveArgs) -> Result<Archived, JobError> {
         // ctx.transaction(|tx| ...) writes through the change log; ctx.sleep / ctx.is_cancelled
@@ -122,3 +126,4 @@ impl rest_live::Job for ArchiveDone {
     }
 }
 rest_live::register_job!(ArchiveDone);
+}

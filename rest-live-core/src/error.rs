@@ -182,8 +182,9 @@ impl From<diesel::result::Error> for ApiError {
 }
 
 /// Why the application could not start or serve, or why its own code's request failed: what a
-/// `main` returning `Result<(), rest_live::Error>` meets, so that `?` works on each step.
-#[derive(Debug, thiserror::Error)]
+/// `main` returning `Result<(), rest_live::Error>` meets, so that `?` works on each step. Its
+/// `Debug` is its message, which is what such a `main` prints when it fails.
+#[derive(thiserror::Error)]
 pub enum Error {
     /// A setting is missing or contradicts another.
     #[error("configuration: {0}")]
@@ -203,4 +204,10 @@ pub enum Error {
     /// A request the application's own code made (`App::transaction`, `App::system`) failed.
     #[error("request failed: {0}")]
     Api(#[from] ApiError),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
