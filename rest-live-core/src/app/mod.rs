@@ -3,6 +3,7 @@
 //! layers below never see it.
 
 pub mod builder;
+pub(crate) mod cors;
 mod origin;
 pub(crate) mod pruner;
 
