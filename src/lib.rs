@@ -43,8 +43,8 @@
 //! Two resources declaring the same stream stop start-up the same way, naming both types.
 
 pub use rest_live_core::{
-    Action, AllowAll, AnyConn, ApiError, App, AppBuilder, Authenticator, BoxFuture, Config, Error,
-    FieldErrors, FieldMeta, Hooks, IpNet, Job, JobContext, JobError, Permissions, Principal,
+    Action, AllowAll, AnyConn, ApiError, App, AppBuilder, Authenticator, BoxFuture, Config, Cors,
+    Error, FieldErrors, FieldMeta, Hooks, IpNet, Job, JobContext, JobError, Permissions, Principal,
     Resource, ResourceMeta, Retention, Scope, TokenStore, Tx, WeakApp, register_job,
 };
 pub use rest_live_macros::{resource, subscribable};

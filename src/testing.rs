@@ -84,9 +84,11 @@ enum DatabaseKind {
 /// The PostgreSQL server tests use: `REST_LIVE_TEST_POSTGRES_URL`, by default the local one with
 /// trust authentication.
 pub fn postgres_admin_url() -> String {
-    std::env::var("REST_LIVE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    std::env::var("REST_LIVE_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
+
+/// [`postgres_admin_url`] when `REST_LIVE_TEST_POSTGRES_URL` is not set.
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// Whether `REST_LIVE_TEST_DATABASE=postgres` asks for every test server to run on PostgreSQL.
 pub fn postgres_requested() -> bool {
@@ -105,8 +107,8 @@ impl TestDatabase {
     }
 
     /// A fresh PostgreSQL database on [`postgres_admin_url`]'s server, or why there is none
-    /// (no server, or no PostgreSQL support in this build): tests that need it print the reason
-    /// and skip.
+    /// (no server, or no PostgreSQL support in this build). A test that cannot run without one
+    /// takes [`TestDatabase::require_postgres`] instead.
     pub async fn postgres() -> Result<Self, String> {
         #[cfg(feature = "postgres")]
         {
@@ -143,6 +145,33 @@ impl TestDatabase {
         #[cfg(not(feature = "postgres"))]
         {
             Err("this build has no PostgreSQL support (feature `postgres`)".to_owned())
+        }
+    }
+
+    /// A fresh PostgreSQL database, for a test that needs one. Mark such a test
+    /// `#[ignore = "needs PostgreSQL: …"]`, so that `cargo test` shows it as ignored, with the
+    /// reason, where no server is configured; run it with `-- --ignored`.
+    ///
+    /// # Panics
+    /// If there is no PostgreSQL: a test run on purpose must not pass without it.
+    ///
+    /// ```no_run
+    /// # use rest_live::testing::TestDatabase;
+    /// #[tokio::test]
+    /// #[ignore = "needs PostgreSQL: set REST_LIVE_TEST_POSTGRES_URL, run with --ignored"]
+    /// async fn two_processes_share_one_database() {
+    ///     let database = TestDatabase::require_postgres().await;
+    ///     // … start two servers on database.url …
+    /// }
+    /// ```
+    pub async fn require_postgres() -> Self {
+        match Self::postgres().await {
+            Ok(database) => database,
+            Err(reason) => panic!(
+                "this test needs PostgreSQL, but {reason}. Start a server, or set \
+                 REST_LIVE_TEST_POSTGRES_URL to one (default {})",
+                DEFAULT_POSTGRES_URL
+            ),
         }
     }
 

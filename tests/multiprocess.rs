@@ -6,10 +6,11 @@
 //! subscription must have received exactly its events as the committed change log defines them:
 //! in `seq` order, no gap, no duplicate.
 //!
-//! Needs PostgreSQL (`REST_LIVE_TEST_POSTGRES_URL`, by default `postgres://postgres@127.0.0.1:5432/test`);
-//! without it the tests print `skipped: <why>` and pass. They start the example binary
-//! `target/<profile>/examples/todo`, which `cargo test --workspace` (or `cargo build --examples`)
-//! builds. The figures are printed: run with `cargo test --test multiprocess -- --nocapture`.
+//! Needs PostgreSQL (`REST_LIVE_TEST_POSTGRES_URL`, by default `postgres://postgres@127.0.0.1:5432/test`),
+//! so the tests are `#[ignore]`d: `cargo test` lists them as ignored, with that reason. They start
+//! the example binary `target/<profile>/examples/todo`, which `cargo test --workspace` (or `cargo
+//! build --examples`) builds. The figures are printed: run with `cargo test --test multiprocess --
+//! --ignored --nocapture`. Without PostgreSQL they fail, saying so.
 
 mod common;
 
@@ -80,17 +81,6 @@ async fn http(
     Some((status, body))
 }
 
-async fn postgres_or_skip() -> Option<TestDatabase> {
-    match TestDatabase::postgres().await {
-        Ok(db) => Some(db),
-        Err(reason) => {
-            println!("skipped: {reason}");
-            eprintln!("skipped: {reason}");
-            None
-        }
-    }
-}
-
 fn payload_seq(frame: &Value) -> i64 {
     frame["payload"]["seq"].as_i64().expect("seq")
 }
@@ -99,10 +89,9 @@ fn payload_seq(frame: &Value) -> i64 {
 // Cross-process smoke check.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (REST_LIVE_TEST_POSTGRES_URL): run with -- --ignored"]
 async fn a_write_on_one_process_reaches_subscribers_on_the_other() {
-    let Some(db) = postgres_or_skip().await else {
-        return;
-    };
+    let db = TestDatabase::require_postgres().await;
     let (a, b) = tokio::join!(
         ExampleProcess::start("A", &db.url, &[], &[]),
         ExampleProcess::start("B", &db.url, &[], &[])
@@ -504,10 +493,9 @@ impl Writer {
 // The multi-process run.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (REST_LIVE_TEST_POSTGRES_URL): run with -- --ignored"]
 async fn two_processes_one_database_nothing_lost_nothing_twice_across_a_kill() {
-    let Some(db) = postgres_or_skip().await else {
-        return;
-    };
+    let db = TestDatabase::require_postgres().await;
     let began = Instant::now();
     // Both at once, as a deployment starts its replicas (they migrate the fresh database).
     // Unthrottled: eight writers from one address, back to back.

@@ -5,7 +5,8 @@
 //! With `--demo-users`, clients sign in with the bearer tokens `alice-token`, `bob-token`
 //! (users) or `carol-token` (admin), and `POST /logout` ends a session.
 //! With `--dev` (or `REST_LIVE_INSPECTOR=1`), the browser inspector is served at `/inspector`.
-//! `REST_LIVE_ALLOWED_ORIGINS` (comma-separated) allows origins besides the server's own;
+//! `REST_LIVE_ALLOWED_ORIGINS` (comma-separated) allows origins besides the server's own, and
+//! turns CORS on for them (credentials allowed);
 //! `REST_LIVE_QUEUE_BYTES` bounds each connection's unsent bytes (default 4 MiB).
 //! `REST_LIVE_LOG_RETAIN=<n>` keeps the newest n changes per stream (default 1,000,000).
 //! `REST_LIVE_THROTTLE=off` turns request throttling off (it is on by default).
@@ -55,7 +56,8 @@ async fn main() -> Result<(), rest_live::Error> {
             if let Some(ms) = env_u64("REST_LIVE_JOB_LEASE_MS") {
                 c.job_lease = std::time::Duration::from_millis(ms);
             }
-            // Origins allowed besides the server's own (comma-separated).
+            // Origins allowed besides the server's own (comma-separated): their pages may open
+            // sockets, write with the cookie and, over CORS, call the HTTP API with credentials.
             if let Ok(origins) = std::env::var("REST_LIVE_ALLOWED_ORIGINS") {
                 c.allowed_origins = origins
                     .split(',')
@@ -63,6 +65,9 @@ async fn main() -> Result<(), rest_live::Error> {
                     .filter(|o| !o.is_empty())
                     .map(str::to_owned)
                     .collect();
+                if !c.allowed_origins.is_empty() {
+                    c.cors = Some(rest_live::Cors::new().allow_credentials(true));
+                }
             }
             // Unsent bytes per connection before it is closed with 4008.
             if let Some(bytes) = env_u64("REST_LIVE_QUEUE_BYTES") {

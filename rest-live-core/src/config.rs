@@ -69,9 +69,15 @@ pub struct Config {
     /// Whether requests without a credential are served (as the anonymous principal). `None`:
     /// yes without an authenticator, no with one (adding authentication closes the API first).
     pub allow_anonymous: Option<bool>,
-    /// Origins allowed to open WebSockets (`https://app.example.com`); empty allows any. A
-    /// handshake without an Origin header (not a browser) is always allowed.
+    /// Origins allowed besides the server's own (`https://app.example.com`, compared by scheme,
+    /// host and port): to open WebSockets, to make cookie-authenticated writes and, with
+    /// [`Config::cors`], to call the HTTP API from a browser. Empty, and without authentication,
+    /// any origin may open a WebSocket ([`crate::App::check_origin`]); CORS allows only listed
+    /// origins. A handshake without an Origin header (not a browser) is always allowed.
     pub allowed_origins: Vec<String>,
+    /// Cross-origin requests to the HTTP API from the [`Config::allowed_origins`] (CORS); `None`,
+    /// the default, sends no CORS header and leaves `OPTIONS` to the API (405).
+    pub cors: Option<Cors>,
     /// The cookie holding a token, for browsers.
     pub auth_cookie: String,
     /// Jobs one process runs at a time.
@@ -151,6 +157,96 @@ impl Default for Retention {
     }
 }
 
+/// How the HTTP API answers browsers calling it from another origin (CORS): a front-end served
+/// from another host or port. The origins are [`Config::allowed_origins`], the very list that
+/// admits that front-end's WebSockets and cookie-authenticated writes, so an origin CORS lets in
+/// is refused nowhere else. A response names the request's origin (never `*`) and says
+/// `Vary: Origin`; `null` is never allowed.
+///
+/// ```
+/// # fn demo() {
+/// use rest_live_core::{App, Cors};
+///
+/// let builder = App::builder()
+///     .allowed_origins(["http://localhost:5173"])
+///     .cors(Cors::new().allow_credentials(true));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Cors {
+    /// Methods a preflight allows (`Access-Control-Allow-Methods`). Default: every method of the
+    /// API, `GET, HEAD, POST, PUT, PATCH, DELETE`.
+    pub methods: Vec<String>,
+    /// Request headers a preflight allows (`Access-Control-Allow-Headers`). Default:
+    /// `authorization, content-type`.
+    pub headers: Vec<String>,
+    /// Whether the browser may send cookies and let the page read the answer
+    /// (`Access-Control-Allow-Credentials: true`). Default: no.
+    pub credentials: bool,
+    /// How long a browser may reuse a preflight's answer (`Access-Control-Max-Age`). Default:
+    /// 10 minutes.
+    pub max_age: Duration,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        Self {
+            methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            headers: ["authorization", "content-type"].map(String::from).to_vec(),
+            credentials: false,
+            max_age: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Cors {
+    /// The defaults: every method of the API, the `Authorization` and `Content-Type` headers, no
+    /// credentials, 10 minutes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The methods a preflight allows, instead of the default ones.
+    pub fn allow_methods<I, S>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.methods = methods
+            .into_iter()
+            .map(|m| m.into().to_ascii_uppercase())
+            .collect();
+        self
+    }
+
+    /// The request headers a preflight allows, instead of the default ones.
+    pub fn allow_headers<I, S>(mut self, headers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.headers = headers
+            .into_iter()
+            .map(|h| h.into().to_ascii_lowercase())
+            .collect();
+        self
+    }
+
+    /// Whether the browser may send cookies (the auth cookie) and let the page read the answer.
+    pub fn allow_credentials(mut self, allow: bool) -> Self {
+        self.credentials = allow;
+        self
+    }
+
+    /// How long a browser may reuse a preflight's answer.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = age;
+        self
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -180,6 +276,7 @@ impl Default for Config {
             principal_request_burst: 200.0,
             allow_anonymous: None,
             allowed_origins: Vec::new(),
+            cors: None,
             auth_cookie: "rest_live_token".into(),
             job_workers: 4,
             job_poll_interval: Duration::from_millis(500),

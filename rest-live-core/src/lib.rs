@@ -41,7 +41,7 @@ pub mod transport;
 pub use app::builder::AppBuilder;
 pub use app::{App, WeakApp};
 pub use auth::{Authenticator, BoxFuture, Principal, TokenStore};
-pub use config::{Config, Retention};
+pub use config::{Config, Cors, Retention};
 pub use error::{ApiError, Error, FieldErrors};
 /// A network (`10.0.0.0/8`) or address, for [`Config::trusted_proxies`].
 pub use ipnet::IpNet;

@@ -5,7 +5,9 @@
 //! and sends back what comes out. Every decision is made behind this seam. The client's address
 //! for the throttles is [`crate::App::client_ip`] of the peer's address and its
 //! `X-Forwarded-For` lines: an HTTP request carries it in [`HttpRequest::client`]; a 429 carries
-//! [`HttpResponse::retry_after`], to send as `Retry-After`.
+//! [`HttpResponse::retry_after`], to send as `Retry-After`. Before any of it, an HTTP request goes
+//! through [`crate::App::cross_origin`] (CORS): a preflight is answered there, and the headers it
+//! gives go on the answer.
 //!
 //! A WebSocket connection, in an adapter:
 //! 1. `let (mut connection, outgoing) = Connection::open(&app, principal, ENVELOPE);` and
@@ -16,6 +18,7 @@
 //!    [`Drain::closed`] gives a [`CloseReason`], sends that close frame.
 
 use crate::app::App;
+pub use crate::app::cors::{CrossOrigin, Header};
 use crate::auth::Principal;
 pub use crate::connection::Connection;
 pub use crate::http::{HttpRequest, HttpResponse};

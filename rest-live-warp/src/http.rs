@@ -1,15 +1,16 @@
 //! The HTTP API: one parametric filter below the prefix, whatever the resources; the body is read
-//! with a size limit before it is handed to the core.
+//! with a size limit before it is handed to the core. CORS is decided before anything else (a
+//! preflight is answered at once) and its headers go on every answer.
 
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use rest_live_core::transport::{self, HttpRequest, HttpResponse};
+use rest_live_core::transport::{self, CrossOrigin, HttpRequest, HttpResponse};
 use rest_live_core::{ApiError, App};
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
-use crate::credentials;
+use crate::{cors, credentials};
 use warp::{Filter, Rejection, Reply};
 
 pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -30,9 +31,23 @@ pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection
                   body| {
                 let app = app.clone();
                 async move {
+                    // CORS first: a preflight carries no credential, and is answered here.
+                    let cors = match cors::decide(&app, &method, &headers) {
+                        CrossOrigin::Preflight(cors) => return cors::preflight(cors),
+                        CrossOrigin::Refused(error) => {
+                            tracing::info!(
+                                origin = credentials::origin(&headers),
+                                "CORS preflight from a disallowed origin refused"
+                            );
+                            return reply(HttpResponse::error(&error));
+                        }
+                        CrossOrigin::Request(cors) => cors,
+                    };
                     let client = client_ip(&app, peer, &headers);
                     let response = handle(&app, tail, method, query, headers, client, body).await;
-                    reply(response)
+                    let mut response = reply(response);
+                    cors::add(&mut response, cors);
+                    response
                 }
             },
         )

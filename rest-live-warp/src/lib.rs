@@ -14,6 +14,7 @@
 //! ```
 
 mod addr;
+mod cors;
 mod credentials;
 mod http;
 mod inspector;

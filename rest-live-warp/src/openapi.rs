@@ -3,8 +3,9 @@
 
 use bytes::Bytes;
 use rest_live_core::App;
+use rest_live_core::transport::CrossOrigin;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, header};
+use warp::http::{HeaderValue, Method, header};
 use warp::{Filter, Reply};
 
 /// `GET <openapi_path>`: the document, or nothing when [`rest_live_core::Config::openapi_path`]
@@ -14,16 +15,22 @@ pub fn route(app: &App) -> BoxedFilter<(warp::reply::Response,)> {
         return crate::nothing();
     };
     let document = rest_live_core::transport::openapi_document(app);
+    let app = app.clone();
     let body = Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default());
     crate::path_prefix(&path)
         .and(warp::path::end())
         .and(warp::get())
-        .map(move || {
+        .and(warp::header::headers_cloned())
+        .map(move |headers| {
             let mut response = warp::reply::Response::new(body.clone().into());
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
+            // Part of the API: a page CORS allows may read it too.
+            if let CrossOrigin::Request(cors) = crate::cors::decide(&app, &Method::GET, &headers) {
+                crate::cors::add(&mut response, cors);
+            }
             response.into_response()
         })
         .boxed()

@@ -8,7 +8,7 @@ use diesel_migrations::EmbeddedMigrations;
 
 use super::{App, AppInner, checks, pruner};
 use crate::auth::{Authenticator, Sessions};
-use crate::config::{Config, Retention};
+use crate::config::{Config, Cors, Retention};
 use crate::error::Error;
 use crate::feed;
 use crate::hub::Hub;
@@ -93,13 +93,36 @@ impl AppBuilder {
         self
     }
 
-    /// Origins allowed to open WebSockets (cross-site WebSocket hijacking protection).
+    /// Origins allowed besides the server's own ([`Config::allowed_origins`]): to open WebSockets
+    /// (cross-site WebSocket hijacking protection), to make cookie-authenticated writes (CSRF)
+    /// and, with [`AppBuilder::cors`], to call the HTTP API from a browser.
     pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         self.config.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Lets pages of the [`AppBuilder::allowed_origins`] call the HTTP API (CORS): a preflight
+    /// from one of them is answered 204, and every answer to one of them (errors included)
+    /// carries `Access-Control-Allow-Origin`. A preflight from any other origin is 403, and the
+    /// API's answers to it carry no CORS header. Off by default ([`Config::cors`]).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), rest_live_core::Error> {
+    /// use rest_live_core::{App, Cors};
+    ///
+    /// let app = App::builder()
+    ///     .allowed_origins(["http://localhost:5173"])
+    ///     .cors(Cors::new().allow_credentials(true))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cors(mut self, cors: Cors) -> Self {
+        self.config.cors = Some(cors);
         self
     }
 
@@ -194,6 +217,11 @@ impl AppBuilder {
             &registry,
             super::allows_anonymous(&self.config, self.authenticator.is_some()),
         )?;
+        if self.config.cors.is_some() && self.config.allowed_origins.is_empty() {
+            tracing::warn!(
+                "CORS is on but no origin is listed in allowed_origins: no page of another origin may call the API"
+            );
+        }
         let url = DatabaseUrl::parse(&self.config.database_url)?;
         let store = Store::open(
             &url,

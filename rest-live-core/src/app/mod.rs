@@ -4,6 +4,7 @@
 
 pub mod builder;
 mod checks;
+pub(crate) mod cors;
 mod origin;
 pub(crate) mod pruner;
 
