@@ -21,10 +21,12 @@
 //! ```
 //!
 //! ## Attributes
-//! - `#[resource(stream = "…", hooks, pk = "…", crate = "…")]` on the struct: `stream` is required;
-//!   an `impl Hooks for Task` is found by itself (the `hooks` flag only states, checked, that
-//!   there is one); `pk` defaults to `#[diesel(primary_key(…))]` or `id`; the diesel table is
-//!   `#[diesel(table_name = …)]` (diesel's default otherwise).
+//! - `#[resource(stream = "…", permissions = Policy, label = "…", hooks, pk = "…", crate = "…")]`
+//!   on the struct: `stream` is required; `permissions` names the [`Permissions`] policy; `label`
+//!   is the django-rest-live model name; an `impl Hooks for Task` is found by itself (the `hooks`
+//!   flag only states, checked, that there is one); `pk` defaults to `#[diesel(primary_key(…))]`
+//!   or `id`; the diesel table is `#[diesel(table_name = …)]` (diesel's default otherwise).
+//!   [`resource`] lists every key.
 //! - `#[subscribable]` (by pk) and `#[subscribable(group_key = "field")]` (once per key).
 //! - On fields: `#[resource(read_only)]` (never taken from input), `#[resource(filter)]` (usable as
 //!   a `list` filter; the pk and group keys always are), `#[resource(max_length = N)]`.
@@ -41,6 +43,9 @@
 //!   [`AppBuilder::build`] return [`Error::Registry`] naming each missing stream.
 //!
 //! Two resources declaring the same stream stop start-up the same way, naming both types.
+
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use rest_live_core::{
     Action, AllowAll, AnyConn, ApiError, App, AppBuilder, Authenticator, BoxFuture, Config, Cors,
@@ -59,6 +64,7 @@ pub use rest_live_warp::{Server, routes, serve};
 pub use rest_live_core::__private;
 
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 /// What a module declaring resources needs.

@@ -40,7 +40,9 @@ use crate::{App, AppBuilder};
 
 /// The framework's own rules (which event a subscription gets for a change, what an audience
 /// sees) and tables, for differential tests that compute from the change log what each
-/// subscriber must have received. Not a stable API: it follows the runtime.
+/// subscriber must have received. Not a stable API: it follows the runtime, and it is hidden
+/// from the documentation.
+#[doc(hidden)]
 pub mod internals {
     pub use rest_live_core::__internals::*;
 }
@@ -55,7 +57,9 @@ pub const RECV_TIMEOUT: Duration = Duration::from_secs(10);
 /// a temporary directory, or, when `REST_LIVE_TEST_DATABASE=postgres`, a new PostgreSQL
 /// database (see [`TestDatabase`]).
 pub struct TestServer {
+    /// The app being served (to write through `App::transaction`, revoke, inspect).
     pub app: App,
+    /// Where it listens: 127.0.0.1 and the port the system gave.
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -191,6 +195,7 @@ impl TestDatabase {
         }
     }
 
+    /// Whether the app runs on PostgreSQL (`REST_LIVE_TEST_DATABASE=postgres`).
     pub fn is_postgres(&self) -> bool {
         !matches!(self.kind, DatabaseKind::Sqlite(_))
     }
@@ -634,7 +639,9 @@ pub struct HttpResponse {
     pub method: Method,
     /// The request's path, for messages.
     pub path: String,
+    /// The HTTP status.
     pub status: u16,
+    /// The response headers.
     pub headers: reqwest::header::HeaderMap,
     /// The body as received.
     pub text: String,

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 /// Settings, each with a default. Every limit is here: nothing is unbounded.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The database: `sqlite://path.db` (created if missing), `sqlite::memory:`, or `postgres://…` (with the `postgres` feature).
     pub database_url: String,
     /// Connections in the pool.
     pub pool_size: u32,

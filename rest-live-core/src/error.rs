@@ -13,6 +13,7 @@ impl FieldErrors {
     /// The key DRF clients know for errors that belong to no single field.
     pub const NON_FIELD: &'static str = "non_field_errors";
 
+    /// No errors yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -30,14 +31,17 @@ impl FieldErrors {
         errors
     }
 
+    /// Adds `message` to `field`'s errors.
     pub fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.entry(field.into()).or_default().push(message.into());
     }
 
+    /// Whether there is no error at all.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// Each field with its messages, in field order.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &[String])> {
         self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
     }
@@ -73,6 +77,7 @@ pub enum ApiError {
     /// No such object, or one the principal may not read (existence never leaks), or no such subscription.
     #[error("not found")]
     NotFound,
+    /// No resource serves this stream.
     #[error("unknown stream {0:?}")]
     UnknownStream(String),
     /// Unknown action, or one this resource does not allow. `None` when the request named no action.
@@ -84,10 +89,13 @@ pub enum ApiError {
     /// `since` is older than the retained change log.
     #[error("resync required")]
     ResyncRequired,
+    /// The request body is over `Config::max_body_bytes` (413).
     #[error("payload too large")]
     PayloadTooLarge,
+    /// An HTTP body that is not declared as JSON (415).
     #[error("unsupported media type")]
     UnsupportedMediaType,
+    /// The principal, address or connection made too many requests (429).
     #[error("throttled")]
     Throttled,
     /// Anything unexpected. The detail is logged, never sent.
@@ -96,6 +104,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The status the error is answered with (HTTP, and `response_status` on a socket).
     pub fn status(&self) -> u16 {
         match self {
             Self::BadRequest(_) | Self::Validation(_) => 400,
@@ -135,6 +144,7 @@ impl ApiError {
         vec![Value::String(text)]
     }
 
+    /// A 400 with this message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::BadRequest(message.into())
     }

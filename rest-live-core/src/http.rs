@@ -22,7 +22,9 @@ pub struct HttpRequest {
     pub segments: Vec<String>,
     /// Decoded query pairs in order.
     pub query: Vec<(String, String)>,
+    /// The `Content-Type` header, if any.
     pub content_type: Option<String>,
+    /// The request body.
     pub body: Bytes,
     /// The client's address ([`App::client_ip`]); `None` if the adapter does not know it. The
     /// anonymous principal is throttled per address.
@@ -32,9 +34,11 @@ pub struct HttpRequest {
 /// What to answer.
 #[derive(Debug)]
 pub struct HttpResponse {
+    /// The HTTP status.
     pub status: u16,
     /// JSON, or `None` for an empty body (204).
     pub body: Option<Vec<u8>>,
+    /// For 201 and 202: the `Location` of what was made.
     pub location: Option<String>,
     /// For 405: the methods that are allowed.
     pub allow: Option<&'static str>,
@@ -43,6 +47,7 @@ pub struct HttpResponse {
 }
 
 impl HttpResponse {
+    /// The answer to a failed request: its status and `{"errors": [...]}`.
     pub fn error(error: &ApiError) -> Self {
         Self {
             status: error.status(),

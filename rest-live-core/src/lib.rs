@@ -18,6 +18,8 @@
 //! A write runs one way: socket or HTTP → `protocol` / `http` → `actions` → `resource::tx` and
 //! `store` (transaction + change log) → `feed` → `hub` → each subscriber's `outbox` → socket.
 
+#![warn(missing_docs)]
+
 mod actions;
 mod app;
 mod auth;

@@ -24,7 +24,9 @@ pub type Frame = Bytes;
 /// Why the server closes a connection: a WebSocket close code and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CloseReason {
+    /// The WebSocket close code.
     pub code: u16,
+    /// The close frame's reason text.
     pub reason: &'static str,
 }
 
@@ -192,6 +194,7 @@ impl Outbox {
         (outbox, drain)
     }
 
+    /// A process-unique id (for logs).
     pub fn id(&self) -> u64 {
         self.id
     }

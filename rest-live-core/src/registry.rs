@@ -18,6 +18,7 @@ use crate::resource::binding::Binding;
 
 /// One resource, as submitted by generated code.
 pub struct Registration {
+    /// The resource's binding.
     pub binding: &'static dyn Binding,
 }
 

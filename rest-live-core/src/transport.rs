@@ -15,7 +15,7 @@
 //! 2. a reader task passes each text frame to [`Connection::handle_text`] (binary frames to
 //!    [`Connection::handle_binary`]) until it returns false or [`Connection::closing`] changes;
 //! 3. a writer task sends what [`Drain::next`] gives ([`Outgoing`] frames and pings), and once
-//!    [`Drain::closed`] gives a [`CloseReason`], sends that close frame.
+//!    [`Drain::close_signal`] gives a [`CloseReason`], sends that close frame.
 
 use crate::app::App;
 pub use crate::app::cors::{CrossOrigin, Header};

@@ -13,6 +13,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod addr;
 mod cors;
 mod credentials;

@@ -20,6 +20,7 @@ use crate::store::{DatabaseUrl, Migrations, Store, changelog};
 use crate::throttle::Throttles;
 
 impl App {
+    /// Starts building an app: settings, resources, migrations, authentication.
     pub fn builder() -> AppBuilder {
         AppBuilder::default()
     }

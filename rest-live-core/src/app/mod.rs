@@ -37,6 +37,7 @@ pub struct App {
 pub struct WeakApp(std::sync::Weak<AppInner>);
 
 impl WeakApp {
+    /// The app, if it is still running (some clone of it is alive).
     pub fn upgrade(&self) -> Option<App> {
         self.0.upgrade().map(|inner| App { inner })
     }
@@ -65,6 +66,7 @@ impl Drop for AppInner {
 }
 
 impl App {
+    /// The app's settings.
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
@@ -109,6 +111,7 @@ impl App {
         self.inner.store.read(f).await
     }
 
+    /// A handle that does not keep the app alive (for what the app itself holds, e.g. a hook's state).
     pub fn downgrade(&self) -> WeakApp {
         WeakApp(Arc::downgrade(&self.inner))
     }

@@ -15,6 +15,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Resolves a credential (a token) to a principal; `None` means the credential is not valid
 /// (→ 401). Configure one with [`crate::AppBuilder::authenticator`].
 pub trait Authenticator: Send + Sync + 'static {
+    /// The principal a token stands for; `None` when the token is not valid (401).
     fn authenticate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Option<Principal>>;
 }
 
@@ -37,10 +38,12 @@ pub struct TokenStore {
 }
 
 impl TokenStore {
+    /// An empty table.
     pub fn new() -> Arc<Self> {
         Arc::default()
     }
 
+    /// Signs `principal` in under `token` (replacing what it stood for before).
     pub fn insert(&self, token: impl Into<String>, principal: Principal) {
         self.tokens
             .write()
@@ -56,6 +59,7 @@ impl TokenStore {
             .remove(token)
     }
 
+    /// The principal `token` stands for, if any.
     pub fn get(&self, token: &str) -> Option<Principal> {
         self.tokens
             .read()

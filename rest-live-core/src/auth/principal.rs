@@ -6,6 +6,7 @@
 pub struct Principal {
     /// `None` for the anonymous principal.
     pub id: Option<String>,
+    /// What the principal is (`admin`, `user`…), for policies: [`Principal::has_role`].
     #[serde(default)]
     pub roles: Vec<String>,
     #[serde(default)]
@@ -13,6 +14,7 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// The principal of a request without a credential.
     pub fn anonymous() -> Self {
         Self::default()
     }
@@ -35,14 +37,17 @@ impl Principal {
         }
     }
 
+    /// Whether this is the anonymous principal (no id, not the system).
     pub fn is_anonymous(&self) -> bool {
         self.id.is_none() && !self.system
     }
 
+    /// Whether this is the system: the application's own code, to which no policy applies.
     pub fn is_system(&self) -> bool {
         self.system
     }
 
+    /// Whether the principal has `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }

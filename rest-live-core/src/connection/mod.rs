@@ -69,10 +69,12 @@ impl Connection {
         (connection, outgoing)
     }
 
+    /// A process-unique id (for logs).
     pub fn id(&self) -> u64 {
         self.outbox.id()
     }
 
+    /// Who the connection acts as.
     pub fn principal(&self) -> &Principal {
         &self.principal
     }

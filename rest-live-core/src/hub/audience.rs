@@ -17,17 +17,20 @@ pub fn event_data(change: &Change, action: ChangeAction) -> std::borrow::Cow<'_,
     }
 }
 
-/// Principals that see the same objects the same way (see [`crate::resource::permissions`]): one
+/// Principals that see the same objects the same way (see `Permissions::audience`): one
 /// visibility check and one encoding per change serve every subscriber of an audience.
 pub struct Audience {
+    /// Principals with equal keys are checked and encoded for together.
     pub key: String,
     /// A representative principal of the audience.
     pub principal: Principal,
+    /// The stream's resource.
     pub binding: &'static dyn Binding,
     restricted: bool,
 }
 
 impl Audience {
+    /// The audience of `principal` on `binding`'s stream.
     pub fn new(binding: &'static dyn Binding, principal: &Principal) -> Arc<Self> {
         let restricted = binding.restricted() && !principal.is_system();
         // Everyone unrestricted gets the change as recorded, so they are one audience; the policy

@@ -25,6 +25,7 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// The job's id (the `<id>` of `/api/jobs/<id>/`).
     pub fn id(&self) -> &str {
         &self.id
     }

@@ -22,8 +22,11 @@ use crate::resource::binding::{Binding, Bound};
 /// [`Job::ON_OBJECT`]), or with the action `NAME` on the resource's WebSocket stream; the body
 /// (or `data`) holds its arguments, checked before anything is queued (400).
 pub trait Job: Send + Sync + 'static {
+    /// The resource the job is declared on (its stream is where it is started).
     type Resource: Resource;
+    /// The arguments, read from the request's `data` (400 naming the argument when they do not fit).
     type Args: DeserializeOwned + Send + 'static;
+    /// What the job returns: its result (`GET /api/jobs/<id>/result/`).
     type Output: Serialize + Send + 'static;
 
     /// The action name; not one of the built-in actions.
@@ -55,10 +58,11 @@ pub trait JobBinding: Send + Sync + 'static {
     fn run(&self, ctx: JobContext, args: Value) -> BoxFuture<'static, Result<Value, JobError>>;
 }
 
-/// The [`JobBinding`] of job `J`.
+/// The `JobBinding` of job `J`.
 pub struct JobBound<J>(PhantomData<fn() -> J>);
 
 impl<J> JobBound<J> {
+    /// The one value (it holds nothing).
     pub const INSTANCE: Self = JobBound(PhantomData);
 }
 
@@ -96,6 +100,7 @@ impl<J: Job> JobBinding for JobBound<J> {
 
 /// Submitted by [`crate::register_job!`].
 pub struct JobRegistration {
+    /// The job.
     pub job: &'static dyn JobBinding,
 }
 

@@ -1,5 +1,7 @@
 //! One job as persisted (`rest_live_jobs`), its states, and the transitions between them; each
 //! transition is logged as an `update` of the `jobs` stream in the same transaction.
+// Hidden from the documentation: the jobs table, exposed only to tests (`__internals`).
+#![allow(missing_docs)]
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -173,7 +173,7 @@ pub enum Command {
     },
 }
 
-/// One wire format: decoding requests, encoding replies and (as an [`EventEncoder`]) events.
+/// One wire format: decoding requests, encoding replies and (as an `EventEncoder`) events.
 pub trait Codec: EventEncoder {
     /// Decodes one text frame.
     // `Rejected` is only built for a malformed frame: its size costs nothing on the valid path.

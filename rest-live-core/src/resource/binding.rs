@@ -126,10 +126,11 @@ pub trait Collection: Send + Sync {
     fn delete(&self, tx: &mut Tx<'_>, pk: &Input) -> Result<(), ApiError>;
 }
 
-/// The [`Binding`] of resource `R`; generated code registers `&Bound::<R>::INSTANCE`.
+/// The `Binding` of resource `R`; generated code registers `&Bound::<R>::INSTANCE`.
 pub struct Bound<R>(PhantomData<fn() -> R>);
 
 impl<R> Bound<R> {
+    /// The one value (it holds nothing).
     pub const INSTANCE: Self = Bound(PhantomData);
 }
 

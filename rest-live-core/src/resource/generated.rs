@@ -1,4 +1,6 @@
 //! Helpers that macro-generated code calls (through `__private`), so the generated code stays small.
+// Hidden from the documentation: support for the code `#[resource]` generates (`__private`).
+#![allow(missing_docs)]
 
 use std::marker::PhantomData;
 

@@ -15,6 +15,7 @@ pub struct ResourceMeta {
     pub location: &'static str,
     /// The primary-key field.
     pub pk: &'static str,
+    /// The fields, in declaration order.
     pub fields: &'static [FieldMeta],
     /// Group keys clients may `subscribe` by, in declaration order.
     pub group_keys: &'static [&'static str],
@@ -22,8 +23,10 @@ pub struct ResourceMeta {
     pub instance_subscribable: bool,
 }
 
+/// One field of a resource, as declared.
 #[derive(Debug)]
 pub struct FieldMeta {
+    /// The field's name on the wire.
     pub name: &'static str,
     /// The Rust type as written, for documentation (OpenAPI, the inspector).
     pub rust_type: &'static str,
@@ -35,10 +38,12 @@ pub struct FieldMeta {
     pub filterable: bool,
     /// `None` is a valid value.
     pub nullable: bool,
+    /// `#[resource(max_length = N)]`: the most characters a text may have.
     pub max_length: Option<usize>,
 }
 
 impl ResourceMeta {
+    /// The field named `name`, if there is one.
     pub fn field(&self, name: &str) -> Option<&'static FieldMeta> {
         self.fields.iter().find(|f| f.name == name)
     }

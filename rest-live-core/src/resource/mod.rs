@@ -21,6 +21,7 @@ use tx::Tx;
 
 /// Implemented by `#[resource]`; not meant to be implemented by hand.
 pub trait Resource: Serialize + Clone + Send + Sync + Sized + 'static {
+    /// The primary key's type.
     type Pk: Serialize + Clone + Send + Sync + 'static;
     /// The resource's policy (`#[resource(permissions = …)]`; [`permissions::AllowAll`]
     /// when none is declared).
@@ -28,11 +29,14 @@ pub trait Resource: Serialize + Clone + Send + Sync + Sized + 'static {
     /// One typed equality filter (`list_id = 1`).
     type Filter: Send + Sync + 'static;
 
+    /// What was declared: stream, fields, group keys.
     const META: &'static ResourceMeta;
     /// The SQL table (`#[diesel(table_name = …)]`), for messages.
     const TABLE: &'static str;
 
+    /// The object's primary key.
     fn pk(&self) -> Self::Pk;
+    /// A primary key given by a client; the error says what is wrong.
     fn parse_pk(value: &Value) -> Result<Self::Pk, String>;
     /// `None` when `field` is not filterable.
     fn parse_filter(field: &str, value: &Value) -> Option<Result<Self::Filter, String>>;
@@ -46,6 +50,7 @@ pub trait Resource: Serialize + Clone + Send + Sync + Sized + 'static {
     /// Applies `update` (`partial == false`: all required fields) or `patch` data; on error nothing changed.
     fn apply_input(&mut self, data: &Map<String, Value>, partial: bool) -> Result<(), FieldErrors>;
 
+    /// The object with primary key `pk`, if any.
     fn db_get(conn: AnyConn<'_>, pk: &Self::Pk) -> diesel::QueryResult<Option<Self>>;
     /// `(count, page)`, ordered by primary key.
     fn db_list(
@@ -54,8 +59,11 @@ pub trait Resource: Serialize + Clone + Send + Sync + Sized + 'static {
         limit: Option<i64>,
         offset: i64,
     ) -> diesel::QueryResult<(i64, Vec<Self>)>;
+    /// Inserts `row`; the stored row, generated fields filled in.
     fn db_insert(conn: AnyConn<'_>, row: &Self) -> diesel::QueryResult<Self>;
+    /// Updates the row with `row`'s primary key; the stored row.
     fn db_update(conn: AnyConn<'_>, row: &Self) -> diesel::QueryResult<Self>;
+    /// Deletes the row with primary key `pk`; how many rows went (0 or 1).
     fn db_delete(conn: AnyConn<'_>, pk: &Self::Pk) -> diesel::QueryResult<usize>;
     /// Reads no row, but with every column of the struct: fails when the table or a column is
     /// missing (start-up checks it).

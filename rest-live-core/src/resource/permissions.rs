@@ -22,11 +22,15 @@ use crate::auth::Principal;
 /// An action, for action-level checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
+    /// `list`.
     List,
+    /// `retrieve`.
     Retrieve,
+    /// `create`.
     Create,
     /// `update` and `patch`.
     Update,
+    /// `delete`.
     Delete,
     /// `subscribe` and `subscribe_instance`.
     Subscribe,

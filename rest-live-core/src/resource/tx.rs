@@ -91,6 +91,7 @@ impl<'a> Tx<'a> {
         self.conn.reborrow()
     }
 
+    /// Reads the `R` with primary key `pk` inside the transaction (as the system: no policy applies).
     pub fn get<R: Resource>(&mut self, pk: &R::Pk) -> Result<Option<R>, ApiError> {
         Ok(R::db_get(self.conn.reborrow(), pk)?)
     }

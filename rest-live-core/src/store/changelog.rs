@@ -10,6 +10,8 @@
 //! (A PostgreSQL sequence or `BIGSERIAL` would not do: those are handed out at insert, not at
 //! commit, so a reader could see 8 before 7 commits.) The price is that writes of one stream are
 //! serialized; writes of different streams are not. On SQLite all writers are serialized anyway.
+// Hidden from the documentation: the change log's table and rows, exposed only to tests (`__internals`).
+#![allow(missing_docs)]
 
 use diesel::prelude::*;
 

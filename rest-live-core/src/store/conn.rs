@@ -9,8 +9,10 @@ use diesel::pg::PgConnection;
 /// A borrowed connection of whichever backend the application runs on. Generated code matches on it
 /// through [`crate::__with_conn!`], so one body of typed diesel code serves every backend.
 pub enum AnyConn<'a> {
+    /// A SQLite connection.
     Sqlite(&'a mut SqliteConnection),
     #[cfg(feature = "postgres")]
+    /// A PostgreSQL connection (the `postgres` feature).
     Pg(&'a mut PgConnection),
 }
 
