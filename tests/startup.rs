@@ -164,3 +164,28 @@ async fn an_unreachable_postgres_server_fails_within_seconds_without_showing_the
     );
     assert!(!message.contains('\n'), "one paragraph: {message}");
 }
+
+#[tokio::test]
+async fn an_allowed_origin_that_can_never_match_stops_start_up_naming_it() {
+    let database = TestDatabase::for_tests().await;
+    // Without a scheme, this entry would silently never match the front-end's Origin.
+    let error = start_up_error(
+        App::builder()
+            .database_url(database.url.clone())
+            .sqlite_migrations(SQLITE)
+            .postgres_migrations(POSTGRES)
+            .allowed_origins(["https://app.example.com", "localhost:5173"]),
+    )
+    .await;
+    assert!(matches!(error, Error::Config(_)), "{error}");
+    let message = error.to_string();
+    assert_mentions(
+        &message,
+        &[
+            "allowed_origins",
+            "\"localhost:5173\"",
+            "http://localhost:5173",
+        ],
+    );
+    assert!(!message.contains("app.example.com"), "{message}");
+}

@@ -199,7 +199,8 @@ impl AppBuilder {
     /// problem, naming the resource and the fix: a database that cannot be opened (at once, not
     /// after the pool's retries), a resource whose table or a column of it is missing
     /// ([`Error::Database`]), a policy whose scope names a field that is not filterable
-    /// ([`Error::Registry`]).
+    /// ([`Error::Registry`]), an allowed origin that can never match (no scheme, a path:
+    /// [`Error::Config`]).
     pub async fn build(self) -> Result<App, Error> {
         let registry = Registry::collect(&self.explicit, &self.explicit_jobs)?;
         let missing: Vec<&str> = self
@@ -218,6 +219,19 @@ impl AppBuilder {
             &registry,
             super::allows_anonymous(&self.config, self.authenticator.is_some()),
         )?;
+        let unusable: Vec<String> = self
+            .config
+            .allowed_origins
+            .iter()
+            .filter_map(|o| super::origin::invalid(o).map(|why| format!("{o:?} ({why})")))
+            .collect();
+        if !unusable.is_empty() {
+            // Such an entry would silently never match: the front-end it was meant for is refused.
+            return Err(Error::Config(format!(
+                "allowed_origins: {} can never match an Origin header; list origins as \"scheme://host[:port]\"",
+                unusable.join(", ")
+            )));
+        }
         if self.config.cors.is_some() && self.config.allowed_origins.is_empty() {
             tracing::warn!(
                 "CORS is on but no origin is listed in allowed_origins: no page of another origin may call the API"

@@ -51,6 +51,19 @@ fn authority_parts(authority: &str, default: Option<u16>) -> Option<(String, Opt
     Some((host.to_ascii_lowercase(), port))
 }
 
+/// Why a configured origin can never match, if it cannot: it must be `scheme://host[:port]`.
+pub(super) fn invalid(origin: &str) -> Option<&'static str> {
+    if origin == "null" {
+        Some("`null` is never allowed")
+    } else if !origin.contains("://") {
+        Some("an origin starts with its scheme, e.g. `http://localhost:5173`")
+    } else if parse(origin).is_none() {
+        Some("an origin is `scheme://host[:port]`, with no path, query or user")
+    } else {
+        None
+    }
+}
+
 /// Whether two origins are the same.
 pub(super) fn same(a: &str, b: &str) -> bool {
     match (parse(a), parse(b)) {
@@ -75,6 +88,26 @@ pub(super) fn is_own(origin: &str, host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_that_can_never_match_are_named() {
+        for good in [
+            "http://localhost:5173",
+            "https://app.example.com/",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(invalid(good), None, "{good}");
+        }
+        for bad in [
+            "localhost:5173",
+            "app.example.com",
+            "null",
+            "http://a.example/path",
+            "http://",
+        ] {
+            assert!(invalid(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn origins_compare_by_scheme_host_and_port() {
