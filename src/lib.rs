@@ -49,8 +49,9 @@
 
 pub use rest_live_core::{
     Action, AllowAll, AnyConn, ApiError, App, AppBuilder, Authenticator, BoxFuture, Config, Cors,
-    Error, FieldErrors, FieldMeta, Hooks, IpNet, Job, JobContext, JobError, Permissions, Principal,
-    Resource, ResourceMeta, Retention, Scope, TokenStore, Tx, WeakApp, register_job,
+    Error, FieldErrors, FieldMeta, Hooks, IpNet, Job, JobContext, JobError, Kind, Lookup,
+    Permissions, Principal, Resource, ResourceMeta, Retention, Scope, TokenStore, Tx, WeakApp,
+    register_job,
 };
 pub use rest_live_macros::{resource, subscribable};
 

@@ -619,6 +619,8 @@ async fn seed(server: &TestServer, rows: usize) -> i64 {
             done: false,
             list_id: list as i32,
             owner: None,
+            priority: 0,
+            note: None,
         })
         .collect();
     server.app.bulk_create(rows).await.expect("seed");

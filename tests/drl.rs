@@ -97,7 +97,7 @@ async fn follows_one_object_by_pk_through_update_and_delete() {
     assert_eq!(
         next(&mut ws).await,
         json!({"model": "todolist.Task", "action": "UPDATED",
-               "payload": {"id": id, "text": "milk", "done": true, "list_id": list}})
+               "payload": {"id": id, "text": "milk", "done": true, "list_id": list, "priority": 0, "note": null}})
     );
 
     let deleted = server
@@ -111,7 +111,7 @@ async fn follows_one_object_by_pk_through_update_and_delete() {
     assert_eq!(
         next(&mut ws).await,
         json!({"model": "todolist.Task", "action": "DELETED",
-               "payload": {"id": id, "text": "milk", "done": true, "list_id": list}})
+               "payload": {"id": id, "text": "milk", "done": true, "list_id": list, "priority": 0, "note": null}})
     );
     ws.expect_silence(QUIET).await;
 }
@@ -143,7 +143,7 @@ async fn follows_a_group_by_any_declared_key_relative_to_the_group() {
     assert_eq!(
         next(&mut first).await,
         json!({"model": "todolist.Task", "action": "CREATED",
-               "payload": {"id": id, "text": "bread", "done": false, "list_id": one}})
+               "payload": {"id": id, "text": "bread", "done": false, "list_id": one, "priority": 0, "note": null}})
     );
 
     // A move from list one to list two: it leaves one, arrives in two.
@@ -157,12 +157,12 @@ async fn follows_a_group_by_any_declared_key_relative_to_the_group() {
     assert_eq!(
         next(&mut first).await,
         json!({"model": "todolist.Task", "action": "DELETED",
-               "payload": {"id": id, "text": "bread", "done": false, "list_id": one}})
+               "payload": {"id": id, "text": "bread", "done": false, "list_id": one, "priority": 0, "note": null}})
     );
     assert_eq!(
         next(&mut second).await,
         json!({"model": "todolist.Task", "action": "CREATED",
-               "payload": {"id": id, "text": "bread", "done": false, "list_id": two}})
+               "payload": {"id": id, "text": "bread", "done": false, "list_id": two, "priority": 0, "note": null}})
     );
     first.expect_silence(QUIET).await;
     second.expect_silence(QUIET).await;

@@ -75,7 +75,7 @@ async fn list_empty() {
     let body = server.get("/api/tasks/").await.expect(200);
     assert_eq!(
         body,
-        json!({"count": 0, "results": [], "limit": 25, "offset": 0})
+        json!({"count": 0, "results": [], "limit": 25, "offset": 0, "next": null})
     );
 }
 
@@ -84,7 +84,7 @@ async fn list_trailing_slash_is_optional() {
     let server = common::server().await;
     let list = common::create_list(&server, "home").await;
     let task = create_task(&server, "milk", list).await;
-    let expected = json!({"count": 1, "results": [task], "limit": 25, "offset": 0});
+    let expected = json!({"count": 1, "results": [task], "limit": 25, "offset": 0, "next": null});
     assert_eq!(server.get("/api/tasks").await.expect(200), expected);
     assert_eq!(server.get("/api/tasks/").await.expect(200), expected);
     assert_eq!(
@@ -120,7 +120,7 @@ async fn list_pagination() {
     assert_eq!(ids(&page), (1..=25).collect::<Vec<_>>());
     assert_eq!(
         page["results"][0],
-        json!({"id": 1, "text": "task 1", "done": false, "list_id": list})
+        json!({"id": 1, "text": "task 1", "done": false, "list_id": list, "priority": 0, "note": null})
     );
 
     let page = server
@@ -142,7 +142,7 @@ async fn list_pagination() {
     let page = server.get("/api/tasks/?offset=100").await.expect(200);
     assert_eq!(
         page,
-        json!({"count": 30, "results": [], "limit": 25, "offset": 100})
+        json!({"count": 30, "results": [], "limit": 25, "offset": 100, "next": null})
     );
 
     // Above the maximum: clamped to 1000.
@@ -195,7 +195,7 @@ async fn list_filters() {
         .expect(200);
     assert_eq!(
         page,
-        json!({"count": 2, "results": [milk, eggs], "limit": 25, "offset": 0})
+        json!({"count": 2, "results": [milk, eggs], "limit": 25, "offset": 0, "next": null})
     );
     let page = server
         .get(&format!("/api/tasks/?list_id={work}"))
@@ -229,25 +229,26 @@ async fn list_filters() {
         .expect(200);
     assert_eq!(
         page,
-        json!({"count": 2, "results": [eggs], "limit": 1, "offset": 1})
+        json!({"count": 2, "results": [eggs], "limit": 1, "offset": 1, "next": null})
     );
     // No match is an empty page, not an error.
     let page = server.get("/api/tasks/?list_id=999").await.expect(200);
     assert_eq!(
         page,
-        json!({"count": 0, "results": [], "limit": 25, "offset": 0})
+        json!({"count": 0, "results": [], "limit": 25, "offset": 0, "next": null})
     );
 
-    // A field that is not filterable, an unknown field, and ill-typed values: 400.
-    for query in [
-        "text=x",
-        "nope=1",
-        "done=maybe",
-        "list_id=abc",
-        "list_id=1.5",
+    // A lookup the field does not allow, an unknown field, and ill-typed values: 400, keyed
+    // by the condition as sent (docs/protocol.md §3).
+    for (query, key) in [
+        ("note__lt=x", "note__lt"),
+        ("nope=1", "nope"),
+        ("done=maybe", "done"),
+        ("list_id=abc", "list_id"),
+        ("list_id=1.5", "list_id"),
     ] {
         let response = server.get(&format!("/api/tasks/?{query}")).await;
-        response.expect_error(400);
+        response.expect_field_errors(&[key]);
     }
 }
 
@@ -267,7 +268,7 @@ async fn create_returns_201_with_location_and_the_stored_object() {
     // The hook trimmed the text; the id was generated; done took its default.
     assert_eq!(
         task,
-        json!({"id": 1, "text": "milk", "done": false, "list_id": list})
+        json!({"id": 1, "text": "milk", "done": false, "list_id": list, "priority": 0, "note": null})
     );
     assert_eq!(response.header(LOCATION), Some("/api/tasks/1/"));
     // The Location is where the object lives.
@@ -282,7 +283,7 @@ async fn create_returns_201_with_location_and_the_stored_object() {
     let task = response.expect(201);
     assert_eq!(
         task,
-        json!({"id": 2, "text": "eggs", "done": true, "list_id": list})
+        json!({"id": 2, "text": "eggs", "done": true, "list_id": list, "priority": 0, "note": null})
     );
     assert_eq!(response.header(LOCATION), Some("/api/tasks/2/"));
 
@@ -305,7 +306,7 @@ async fn create_ignores_read_only_id() {
     let task = response.expect(201);
     assert_eq!(
         task,
-        json!({"id": 1, "text": "milk", "done": false, "list_id": list})
+        json!({"id": 1, "text": "milk", "done": false, "list_id": list, "priority": 0, "note": null})
     );
     assert_eq!(response.header(LOCATION), Some("/api/tasks/1/"));
     server.get("/api/tasks/999/").await.expect_error(404);
@@ -553,7 +554,7 @@ async fn retrieve() {
         .expect(200);
     assert_eq!(
         body,
-        json!({"id": 1, "text": "milk", "done": false, "list_id": list})
+        json!({"id": 1, "text": "milk", "done": false, "list_id": list, "priority": 0, "note": null})
     );
     let body = server.get(&format!("/api/lists/{list}/")).await.expect(200);
     assert_eq!(body, json!({"id": list, "name": "home"}));
@@ -591,7 +592,7 @@ async fn update_replaces_all_writable_fields() {
         )
         .await
         .expect(200);
-    let updated = json!({"id": 1, "text": "report", "done": true, "list_id": work});
+    let updated = json!({"id": 1, "text": "report", "done": true, "list_id": work, "priority": 0, "note": null});
     assert_eq!(body, updated);
     assert_eq!(server.get(&path).await.expect(200), updated);
 
@@ -599,7 +600,7 @@ async fn update_replaces_all_writable_fields() {
     let body = server
         .put(
             &path,
-            json!({"id": 5, "text": "report", "done": true, "list_id": work}),
+            json!({"id": 5, "text": "report", "done": true, "list_id": work, "priority": 0, "note": null}),
         )
         .await
         .expect(200);
@@ -706,7 +707,7 @@ async fn patch_changes_only_the_given_fields() {
     let path = format!("/api/tasks/{}/", task["id"]);
 
     let body = server.patch(&path, json!({"done": true})).await.expect(200);
-    let patched = json!({"id": 1, "text": "milk", "done": true, "list_id": list});
+    let patched = json!({"id": 1, "text": "milk", "done": true, "list_id": list, "priority": 0, "note": null});
     assert_eq!(body, patched);
     assert_eq!(server.get(&path).await.expect(200), patched);
 
@@ -714,7 +715,7 @@ async fn patch_changes_only_the_given_fields() {
         .patch(&path, json!({"text": " oat milk  "}))
         .await
         .expect(200);
-    let patched = json!({"id": 1, "text": "oat milk", "done": true, "list_id": list});
+    let patched = json!({"id": 1, "text": "oat milk", "done": true, "list_id": list, "priority": 0, "note": null});
     assert_eq!(body, patched);
 
     // An empty patch changes nothing and answers the object.
@@ -811,7 +812,7 @@ async fn deleting_a_list_deletes_its_tasks() {
         .expect(200);
     assert_eq!(
         page,
-        json!({"count": 0, "results": [], "limit": 25, "offset": 0})
+        json!({"count": 0, "results": [], "limit": 25, "offset": 0, "next": null})
     );
     assert_eq!(all_tasks(&server).await, json!([report]));
     let lists = server.get("/api/lists/").await.expect(200);

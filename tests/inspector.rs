@@ -88,7 +88,7 @@ async fn the_inspector_serves_its_page_and_the_app_s_streams() {
     assert_eq!(
         tasks["fields"][1],
         json!({"name": "text", "type": "String", "read_only": false, "required": true,
-               "filterable": false, "nullable": false, "max_length": 140})
+               "filterable": true, "nullable": false, "max_length": 140})
     );
     // Job states are read and followed only.
     assert_eq!(

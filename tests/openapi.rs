@@ -46,7 +46,7 @@ async fn the_document_describes_every_resource_from_its_fields() {
     assert_eq!(schemas["TaskPatch"]["required"], json!([]));
     assert_eq!(
         schemas["TaskPage"]["required"],
-        json!(["count", "results", "limit", "offset"])
+        json!(["count", "results", "limit", "offset", "next"])
     );
 
     let paths = &doc["paths"];
@@ -59,7 +59,42 @@ async fn the_document_describes_every_resource_from_its_fields() {
         .collect();
     assert_eq!(
         params,
-        ["limit", "offset", "id", "done", "list_id", "owner"]
+        [
+            "limit",
+            "offset",
+            "after",
+            "ordering",
+            "id",
+            "id__in",
+            "id__lt",
+            "id__lte",
+            "id__gt",
+            "id__gte",
+            "text",
+            "text__iexact",
+            "text__contains",
+            "text__icontains",
+            "text__startswith",
+            "text__istartswith",
+            "done",
+            "done__ne",
+            "list_id",
+            "list_id__ne",
+            "list_id__in",
+            "owner",
+            "owner__isnull",
+            "priority",
+            "priority__ne",
+            "priority__in",
+            "priority__lt",
+            "priority__lte",
+            "priority__gt",
+            "priority__gte",
+            "note",
+            "note__isnull",
+            "note__contains",
+            "note__icontains"
+        ]
     );
     let create = &paths["/api/tasks/"]["post"]["responses"];
     assert_eq!(create["201"]["headers"]["Location"]["required"], true);

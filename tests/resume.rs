@@ -331,6 +331,8 @@ async fn bulk_writes_send_one_event_per_row_and_move_groups() {
             done: false,
             list_id: one,
             owner: None,
+            priority: 0,
+            note: None,
         })
         .collect();
     let created = server.app.bulk_create(rows).await.expect("bulk create");

@@ -177,6 +177,8 @@ async fn writes_go_on_while_a_large_prune_runs() {
             done: false,
             list_id: list,
             owner: None,
+            priority: 0,
+            note: None,
         })
         .collect();
     // One transaction: the whole log lands at once, far past its bound.

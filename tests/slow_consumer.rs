@@ -124,6 +124,8 @@ async fn a_client_that_stops_reading_is_closed_with_4008_while_20_readers_get_ev
                 done: false,
                 list_id: list as i32,
                 owner: None,
+                priority: 0,
+                note: None,
             })
             .collect();
         let created = server.app.bulk_create(rows).await.expect("bulk create");

@@ -31,6 +31,8 @@ async fn a_transaction_commits_together_and_events_follow_in_order() {
                 done: false,
                 list_id: list,
                 owner: None,
+                priority: 0,
+                note: None,
             })?;
             let b = tx.create(Task {
                 id: 0,
@@ -38,6 +40,8 @@ async fn a_transaction_commits_together_and_events_follow_in_order() {
                 done: true,
                 list_id: list,
                 owner: None,
+                priority: 0,
+                note: None,
             })?;
             Ok((a, b))
         })
@@ -73,6 +77,8 @@ async fn a_rolled_back_transaction_sends_nothing_and_stores_nothing() {
                 done: false,
                 list_id: list,
                 owner: None,
+                priority: 0,
+                note: None,
             })?;
             tx.create(List {
                 id: 0,

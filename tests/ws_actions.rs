@@ -51,7 +51,7 @@ async fn create_replies_201_with_the_stored_object() {
         reply,
         json!({"stream": "tasks", "payload": {"action": "create", "request_id": "r1",
             "response_status": 201, "errors": [],
-            "data": {"id": 1, "text": "a", "done": false, "list_id": list}}})
+            "data": {"id": 1, "text": "a", "done": false, "list_id": list, "priority": 0, "note": null}}})
     );
 }
 
@@ -201,13 +201,13 @@ async fn update_replaces_all_writable_fields() {
         .request(frame(
             "tasks",
             "update",
-            json!({"pk": task["id"], "data": {"id": 555, "text": "b", "done": true, "list_id": other}}),
+            json!({"pk": task["id"], "data": {"id": 555, "text": "b", "done": true, "list_id": other, "priority": 0, "note": null}}),
         ))
         .await;
     assert_eq!(status(&reply), 200, "{reply}");
     assert_eq!(
         data(&reply),
-        &json!({"id": task["id"], "text": "b", "done": true, "list_id": other})
+        &json!({"id": task["id"], "text": "b", "done": true, "list_id": other, "priority": 0, "note": null})
     );
 
     // A full update without a required field is refused and changes nothing.
@@ -252,7 +252,7 @@ async fn patch_changes_only_the_given_fields() {
     assert_eq!(status(&reply), 200);
     assert_eq!(
         data(&reply),
-        &json!({"id": task["id"], "text": "a", "done": true, "list_id": list})
+        &json!({"id": task["id"], "text": "a", "done": true, "list_id": list, "priority": 0, "note": null})
     );
     let reply = ws
         .request(frame(

@@ -34,6 +34,8 @@ diesel::table! {
         done -> Bool,
         list_id -> Integer,
         owner -> Nullable<Text>,
+        priority -> Integer,
+        note -> Nullable<Text>,
     }
 }
 
@@ -41,40 +43,63 @@ diesel::joinable!(tasks -> lists (list_id));
 diesel::allow_tables_to_appear_in_same_query!(lists, tasks);
 
 /// A to-do list: `/api/lists/`, stream `lists`, followed by pk.
-#[resource(stream = "lists", hooks, permissions = OwnerOnly, label = "todolist.List")]
+#[resource(
+    stream = "lists",
+    hooks,
+    permissions = OwnerOnly,
+    label = "todolist.List",
+    ordering = "id"
+)]
 #[subscribable]
 #[derive(Queryable, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[diesel(table_name = lists)]
 pub struct List {
-    #[resource(read_only)]
+    #[resource(read_only, filter(exact, in), order)]
     pub id: i32,
-    #[resource(max_length = 64)]
+    #[resource(max_length = 64, filter(exact, iexact, icontains, istartswith), order)]
     pub name: String,
-    /// Set from the principal on create; shown to admins only.
-    #[resource(read_only, filter)]
+    /// Set from the principal on create; shown to admins only (so only they may filter on it).
+    #[resource(read_only, filter(exact, isnull))]
     #[serde(default)]
     pub owner: Option<String>,
 }
 
 /// A task: `/api/tasks/`, stream `tasks`, followed by pk or by list.
-#[resource(stream = "tasks", hooks, permissions = OwnerOnly, label = "todolist.Task")]
+#[resource(
+    stream = "tasks",
+    hooks,
+    permissions = OwnerOnly,
+    label = "todolist.Task",
+    ordering = "id"
+)]
 #[subscribable]
 #[subscribable(group_key = "list_id")]
 #[derive(Queryable, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[diesel(table_name = tasks)]
 pub struct Task {
-    #[resource(read_only)]
+    #[resource(read_only, filter(exact, in, lt, lte, gt, gte), order)]
     pub id: i32,
-    #[resource(max_length = 140)]
+    #[resource(
+        max_length = 140,
+        filter(exact, iexact, contains, icontains, startswith, istartswith),
+        order
+    )]
     pub text: String,
     #[serde(default)]
-    #[resource(filter)]
+    #[resource(filter(exact, ne), order)]
     pub done: bool,
+    #[resource(filter(exact, ne, in), order)]
     pub list_id: i32,
     /// The owner of the task's list (set by the hook); shown to admins only.
-    #[resource(read_only, filter)]
+    #[resource(read_only, filter(exact, isnull))]
     #[serde(default)]
     pub owner: Option<String>,
+    /// 0 to 9 (checked by the hook).
+    #[serde(default)]
+    #[resource(filter(exact, ne, in, lt, lte, gt, gte), order)]
+    pub priority: i32,
+    #[resource(max_length = 500, filter(exact, isnull, contains, icontains))]
+    pub note: Option<String>,
 }
 
 /// Users read and write what they own; anonymous clients what was made anonymously; admins
@@ -105,7 +130,7 @@ impl<R> Permissions<R> for OwnerOnly {
 
     fn present(principal: &Principal, object: &mut Map<String, Value>) {
         if !is_admin(principal) {
-            object.remove("owner");
+            object.shift_remove("owner");
         }
     }
 
@@ -157,6 +182,10 @@ impl Hooks for Task {
         self.text = self.text.trim().to_owned();
         if self.text.is_empty() {
             return Err(FieldErrors::single("text", "This field may not be blank.").into());
+        }
+        if !(0..=9).contains(&self.priority) {
+            let message = "Ensure this value is between 0 and 9.";
+            return Err(FieldErrors::single("priority", message).into());
         }
         // Someone else's list answers exactly like a missing one: nothing about it leaks.
         let list = tx
@@ -327,6 +356,8 @@ impl rest_live::Job for AddSamples {
                     done: false,
                     list_id,
                     owner: None,
+                    priority: 0,
+                    note: None,
                 })?;
             }
             Ok(())

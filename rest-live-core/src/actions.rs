@@ -6,8 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::app::App;
 use crate::auth::Principal;
-use crate::error::ApiError;
-use crate::resource::binding::{Binding, Collection, Input};
+use crate::error::{ApiError, FieldErrors};
+use crate::query::parse::QueryInput;
+use crate::resource::binding::{Binding, Collection, Input, PageRequest, Start};
 use crate::resource::permissions::Action;
 use crate::resource::tx;
 
@@ -15,9 +16,12 @@ use crate::resource::tx;
 #[derive(Debug)]
 pub enum Op {
     List {
-        filters: Vec<(String, Input)>,
+        /// The filter and ordering, unchecked.
+        query: QueryInput,
         limit: Option<i64>,
         offset: Option<i64>,
+        /// A cursor (`next` of the page before).
+        after: Option<Input>,
     },
     Retrieve {
         pk: Input,
@@ -96,14 +100,34 @@ pub async fn execute(
     };
     match op {
         Op::List {
-            filters,
+            query,
             limit,
             offset,
+            after,
         } => {
-            let (limit, offset) = app.config().page(limit, offset)?;
             let list = collection()?;
+            let query = binding.parse_query(principal, &query)?;
+            let given_offset = offset.is_some();
+            let (limit, offset) = app.config().page(limit, offset)?;
+            let start = match after {
+                None => Start::Offset(offset),
+                Some(_) if given_offset => {
+                    return Err(ApiError::Validation(FieldErrors::single(
+                        "after",
+                        "Cannot be used together with offset.",
+                    )));
+                }
+                Some(Input::Json(Value::String(c)) | Input::Text(c)) => Start::After(c),
+                Some(_) => {
+                    return Err(ApiError::Validation(FieldErrors::single(
+                        "after",
+                        "Invalid cursor.",
+                    )));
+                }
+            };
+            let page = PageRequest { limit, start };
             let data = store
-                .read(move |c| list.list(c, &who, &filters, limit, offset))
+                .read(move |c| list.list(c, &who, &query, &page))
                 .await?;
             Ok(Outcome::ok(200, data))
         }

@@ -10,6 +10,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::jobs::{JOBS_STREAM, JobBinding, Jobs};
+use crate::query::parse::QueryInput;
 use crate::resource::binding::Input;
 use crate::throttle::retry_after_secs;
 
@@ -298,10 +299,15 @@ async fn job_state(
     }
 }
 
+/// The query parameters that are not conditions (PROTOCOL §3). `token` is the credential
+/// (adapters take it out before; it is never a filter).
+const RESERVED: &[&str] = &["limit", "offset", "after", "ordering", "format", "token"];
+
 fn list_op(query: &[(String, String)]) -> Result<Op, ApiError> {
     let mut limit = None;
     let mut offset = None;
-    let mut filters = Vec::new();
+    let mut after = None;
+    let mut input = QueryInput::default();
     for (key, value) in query {
         let parse = |v: &str| {
             v.parse::<i64>().map_err(|_| {
@@ -314,13 +320,17 @@ fn list_op(query: &[(String, String)]) -> Result<Op, ApiError> {
         match key.as_str() {
             "limit" => limit = Some(parse(value)?),
             "offset" => offset = Some(parse(value)?),
-            _ => filters.push((key.clone(), Input::Text(value.clone()))),
+            "after" => after = Some(Input::Text(value.clone())),
+            "ordering" => input.ordering = Some(Input::Text(value.clone())),
+            k if RESERVED.contains(&k) => {}
+            _ => input.filter.push((key.clone(), Input::Text(value.clone()))),
         }
     }
     Ok(Op::List {
-        filters,
+        query: input,
         limit,
         offset,
+        after,
     })
 }
 

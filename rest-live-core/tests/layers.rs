@@ -16,6 +16,9 @@ const LAYERS: &[&str] = &[
     // Shared by every layer; they know nothing of the others.
     "json",
     "error",
+    // What a resource declared, and the query model over it.
+    "meta",
+    "query",
     "config",
     "outbox",
     "auth",

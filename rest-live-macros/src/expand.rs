@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::model::{Default, Field, Resource, ty_span};
+use crate::model::{Default, Field, Kind, Resource, ty_span};
 
 pub fn expand(r: &Resource) -> TokenStream {
     let krate = &r.krate;
@@ -30,41 +30,22 @@ pub fn expand(r: &Resource) -> TokenStream {
     let group_names: Vec<_> = r.group_keys.iter().map(|g| g.name.as_str()).collect();
     let instance = r.instance_subscribable;
 
-    // Filters: the pk, the group keys and the fields marked filterable.
-    let filterable: Vec<&Field> = r.fields.iter().filter(|f| is_filterable(r, f)).collect();
-    let filter_variants = filterable.iter().map(|f| {
-        let (id, ty) = (&f.ident, &f.ty);
-        quote!(#id(#ty))
+    let (queries, order_arms) = queries(r, pk);
+    let canonical_arms = r.fields.iter().enumerate().map(|(i, f)| {
+        let inner = &f.inner;
+        quote!(#i => __rl::canonical_value::<#inner>(value))
     });
-    let parse_filter_arms = filterable.iter().map(|f| {
-        let (id, ty, n) = (&f.ident, &f.ty, f.name());
-        quote!(#n => __rl::Some(__rl::parse_value::<#ty>(value).map(__Filter::#id)))
-    });
-    let apply_filter_arms = filterable.iter().map(|f| {
-        let (id, col) = (&f.ident, &f.column);
-        if f.is_option {
-            quote! {
-                __Filter::#id(v) => match v {
-                    __rl::Some(v) => {
-                        let v = ::core::clone::Clone::clone(v);
-                        __q = __q.filter(#table::#col.eq(::core::clone::Clone::clone(&v)));
-                        __n = __n.filter(#table::#col.eq(v));
-                    }
-                    __rl::None => {
-                        __q = __q.filter(#table::#col.is_null());
-                        __n = __n.filter(#table::#col.is_null());
-                    }
-                }
-            }
-        } else {
-            quote! {
-                __Filter::#id(v) => {
-                    __q = __q.filter(#table::#col.eq(::core::clone::Clone::clone(v)));
-                    __n = __n.filter(#table::#col.eq(::core::clone::Clone::clone(v)));
-                }
-            }
-        }
-    });
+    let ordering_terms: Vec<String> = r
+        .ordering
+        .as_ref()
+        .map(|lit| {
+            lit.value()
+                .split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
 
     let group_arms = r.group_keys.iter().filter_map(|g| {
         let f = r.field(&g.name)?;
@@ -209,11 +190,6 @@ pub fn expand(r: &Resource) -> TokenStream {
             #[allow(unused_imports)]
             use __rl::{NoHooks as _, UserHooks as _};
 
-            /// One typed equality filter on a filterable field.
-            pub enum __Filter {
-                #(#filter_variants,)*
-            }
-
             #bound_checks
 
             #retired_constants
@@ -223,7 +199,6 @@ pub fn expand(r: &Resource) -> TokenStream {
             #[automatically_derived]
             impl __rl::Resource for #ident {
                 type Pk = #pk_ty;
-                type Filter = __Filter;
                 type Policy = #policy;
 
                 const META: &'static __rl::ResourceMeta = &__rl::ResourceMeta {
@@ -235,6 +210,7 @@ pub fn expand(r: &Resource) -> TokenStream {
                     fields: &[#(#field_meta,)*],
                     group_keys: &[#(#group_names,)*],
                     instance_subscribable: #instance,
+                    ordering: &[#(#ordering_terms,)*],
                 };
                 const TABLE: &'static str = #table_name;
 
@@ -246,13 +222,13 @@ pub fn expand(r: &Resource) -> TokenStream {
                     __rl::parse_value::<#pk_ty>(value)
                 }
 
-                fn parse_filter(
-                    field: &str,
+                fn canonical_value(
+                    field: usize,
                     value: &__rl::Value,
-                ) -> __rl::Option<__rl::Result<__Filter, __rl::String>> {
+                ) -> __rl::Result<__rl::Value, __rl::String> {
                     match field {
-                        #(#parse_filter_arms,)*
-                        _ => __rl::None,
+                        #(#canonical_arms,)*
+                        _ => __rl::Err(__rl::String::from("no such field")),
                     }
                 }
 
@@ -315,28 +291,47 @@ pub fn expand(r: &Resource) -> TokenStream {
                     })
                 }
 
-                fn db_list(
+                fn db_read(
                     conn: __rl::AnyConn<'_>,
-                    filters: &[__Filter],
-                    limit: __rl::Option<i64>,
-                    offset: i64,
-                ) -> __rl::diesel::QueryResult<(i64, __rl::Vec<Self>)> {
+                    query: &__rl::Query,
+                    read: __rl::Read<'_>,
+                ) -> __rl::diesel::QueryResult<__rl::Fetched<Self>> {
                     __rl::__with_conn!(conn, |c| {
-                        let mut __q = #table::table.select(#cols).into_boxed::<__Backend>();
-                        let mut __n = #table::table.count().into_boxed::<__Backend>();
-                        for __f in filters {
-                            match __f {
-                                #(#apply_filter_arms)*
+                        #queries
+                        match read {
+                            __rl::Read::Rows(slice) => {
+                                let mut __q = #table::table.select(#cols).into_boxed::<__Backend>();
+                                for __c in &query.conditions {
+                                    __q = __q.filter(__condition(__c)?);
+                                }
+                                if let __rl::Some(__p) = slice.after {
+                                    __q = __q.filter(__after(&query.ordering, __p)?);
+                                }
+                                for __t in &query.ordering {
+                                    __q = match (__t.field, __t.desc) {
+                                        #(#order_arms)*
+                                        _ => return __rl::Err(__rl::bad_operand()),
+                                    };
+                                }
+                                // SQLite needs a LIMIT for an OFFSET: "no limit" is the largest one.
+                                let __rows = __q
+                                    .then_order_by(#table::#pk_col.asc())
+                                    .limit(slice.limit.unwrap_or(i64::MAX))
+                                    .offset(slice.offset)
+                                    .load::<Self>(c)?;
+                                __rl::Ok(__rl::Fetched::Rows(__rows))
+                            }
+                            __rl::Read::Count { upto } => {
+                                let mut __n = #table::table.count().into_boxed::<__Backend>();
+                                for __c in &query.conditions {
+                                    __n = __n.filter(__condition(__c)?);
+                                }
+                                if let __rl::Some(__p) = upto {
+                                    __n = __n.filter(__rl::diesel::dsl::not(__after(&query.ordering, __p)?));
+                                }
+                                __rl::Ok(__rl::Fetched::Count(__n.get_result(c)?))
                             }
                         }
-                        let __count: i64 = __n.get_result(c)?;
-                        // SQLite needs a LIMIT for an OFFSET: "no limit" is the largest one.
-                        let __rows = __q
-                            .order_by(#table::#pk_col.asc())
-                            .limit(limit.unwrap_or(i64::MAX))
-                            .offset(offset)
-                            .load::<Self>(c)?;
-                        __rl::Ok((__count, __rows))
                     })
                 }
 
@@ -396,17 +391,240 @@ pub fn expand(r: &Resource) -> TokenStream {
     }
 }
 
-fn is_filterable(r: &Resource, f: &Field) -> bool {
-    f.filterable
-        || r.pk_field().is_some_and(|pk| pk.ident == f.ident)
-        || r.group_keys.iter().any(|g| f.ident == g.name)
+fn is_pk(r: &Resource, f: &Field) -> bool {
+    r.pk_field().is_some_and(|pk| pk.ident == f.ident)
+}
+
+/// The lookups a field allows: those of `filter(…)`, and `exact` on the pk and the group keys.
+fn lookups_of(r: &Resource, f: &Field) -> Vec<String> {
+    let mut lookups: Vec<String> = f
+        .lookups
+        .iter()
+        .map(|(l, _)| l.clone())
+        .filter(|l| rest_live_names::LOOKUPS.contains(&l.as_str()))
+        .collect();
+    let keyed = is_pk(r, f) || r.group_keys.iter().any(|g| f.ident == g.name);
+    if keyed && !lookups.iter().any(|l| l == "exact") {
+        lookups.insert(0, "exact".to_owned());
+    }
+    lookups.dedup();
+    lookups
+}
+
+/// Whether `ordering` may name the field: the `order` flag, and always the pk (the tiebreaker).
+fn is_orderable(r: &Resource, f: &Field) -> bool {
+    f.order.is_some() || is_pk(r, f)
+}
+
+fn lookup_variant(name: &str) -> &'static str {
+    match name {
+        "exact" => "Exact",
+        "ne" => "Ne",
+        "in" => "In",
+        "lt" => "Lt",
+        "lte" => "Lte",
+        "gt" => "Gt",
+        "gte" => "Gte",
+        "isnull" => "IsNull",
+        "contains" => "Contains",
+        "startswith" => "StartsWith",
+        "icontains" => "IContains",
+        "istartswith" => "IStartsWith",
+        _ => "IExact",
+    }
+}
+
+/// The functions `db_read` runs a query with, inside one backend's arm of `__with_conn!`:
+/// `__condition` (one condition as a boxed SQL expression), `__compare` (a field against a
+/// value, for keyset cursors), `__after` (the rows after a position) (an order's terms are `order_arms`).
+fn queries(r: &Resource, pk: &Field) -> (TokenStream, Vec<TokenStream>) {
+    let table = &r.table;
+    let pk_index = r
+        .fields
+        .iter()
+        .position(|f| f.ident == pk.ident)
+        .unwrap_or(0);
+    let mut condition_arms = Vec::new();
+    let mut compare_arms = Vec::new();
+    let mut order_arms = Vec::new();
+    for (i, f) in r.fields.iter().enumerate() {
+        let col = &f.column;
+        let col = quote!(#table::#col);
+        let text = f.kind == Kind::Text;
+        let cmp = if text {
+            quote!(__rl::collate(#col))
+        } else {
+            col.clone()
+        };
+        let inner = &f.inner;
+        let null_arm = |sql: TokenStream| {
+            if f.is_option {
+                quote!(__rl::Operand::Value(__rl::Value::Null) => __rl::Box::new(#sql),)
+            } else {
+                quote!()
+            }
+        };
+        for lookup in lookups_of(r, f) {
+            let v = syn::Ident::new(lookup_variant(&lookup), proc_macro2::Span::call_site());
+            let body = match lookup.as_str() {
+                "exact" | "ne" => {
+                    let (op, null) = if lookup == "exact" {
+                        (quote!(eq), quote!(#col.is_null().nullable()))
+                    } else {
+                        (quote!(ne), quote!(#col.is_not_null().nullable()))
+                    };
+                    let null = null_arm(null);
+                    quote! {
+                        match &__c.operand {
+                            #null
+                            __rl::Operand::Value(__v) => {
+                                let __v: #inner = __rl::operand(__v)?;
+                                __rl::Box::new(#col.#op(__v).nullable())
+                            }
+                            _ => return __rl::Err(__rl::bad_operand()),
+                        }
+                    }
+                }
+                "in" => quote! {
+                    match &__c.operand {
+                        __rl::Operand::List(__l) => {
+                            let __l: __rl::Vec<#inner> = __rl::operands(__l)?;
+                            __rl::Box::new(#col.eq_any(__l).nullable())
+                        }
+                        _ => return __rl::Err(__rl::bad_operand()),
+                    }
+                },
+                "isnull" => quote! {
+                    match &__c.operand {
+                        __rl::Operand::Flag(true) => __rl::Box::new(#col.is_null().nullable()),
+                        __rl::Operand::Flag(false) => __rl::Box::new(#col.is_not_null().nullable()),
+                        _ => return __rl::Err(__rl::bad_operand()),
+                    }
+                },
+                "lt" | "lte" | "gt" | "gte" => {
+                    let op = syn::Ident::new(&lookup, proc_macro2::Span::call_site());
+                    let op = match lookup.as_str() {
+                        "lte" => quote!(le),
+                        "gte" => quote!(ge),
+                        _ => quote!(#op),
+                    };
+                    quote! {
+                        match &__c.operand {
+                            __rl::Operand::Value(__v) => {
+                                let __v: #inner = __rl::operand(__v)?;
+                                __rl::Box::new(#cmp.#op(__v).nullable())
+                            }
+                            _ => return __rl::Err(__rl::bad_operand()),
+                        }
+                    }
+                }
+                _ => {
+                    let expr = if f.is_option {
+                        col.clone()
+                    } else {
+                        quote!(#col.nullable())
+                    };
+                    quote! {
+                        match &__c.operand {
+                            __rl::Operand::Value(__v) => {
+                                let __v: __rl::String = __rl::operand(__v)?;
+                                __rl::Box::new(__rl::text_match(#expr, __c.lookup, __v))
+                            }
+                            _ => return __rl::Err(__rl::bad_operand()),
+                        }
+                    }
+                }
+            };
+            condition_arms.push(quote!((#i, __rl::Lookup::#v) => #body,));
+        }
+        if is_orderable(r, f) && !f.is_option {
+            compare_arms.push(quote! {
+                #i => {
+                    let __v: #inner = __rl::operand(__v)?;
+                    match __cmp {
+                        __rl::Cmp::Eq => __rl::Box::new(#col.eq(__v).nullable()),
+                        __rl::Cmp::Lt => __rl::Box::new(#cmp.lt(__v).nullable()),
+                        __rl::Cmp::Gt => __rl::Box::new(#cmp.gt(__v).nullable()),
+                    }
+                }
+            });
+            order_arms.push(quote! {
+                (#i, false) => __q.then_order_by(#cmp.asc()),
+                (#i, true) => __q.then_order_by(#cmp.desc()),
+            });
+        }
+    }
+    let fns = quote! {
+        type __Cond = __rl::Box<
+            dyn __rl::diesel::expression::BoxableExpression<
+                #table::table,
+                __Backend,
+                SqlType = __rl::diesel::sql_types::Nullable<__rl::diesel::sql_types::Bool>,
+            >,
+        >;
+
+        #[allow(unreachable_code)]
+        fn __condition(__c: &__rl::Condition) -> __rl::diesel::QueryResult<__Cond> {
+            let __e: __Cond = match (__c.field, __c.lookup) {
+                #(#condition_arms)*
+                _ => return __rl::Err(__rl::bad_operand()),
+            };
+            __rl::Ok(__e)
+        }
+
+        #[allow(unreachable_code)]
+        fn __compare(
+            __field: usize,
+            __cmp: __rl::Cmp,
+            __v: &__rl::Value,
+        ) -> __rl::diesel::QueryResult<__Cond> {
+            let __e: __Cond = match __field {
+                #(#compare_arms)*
+                _ => return __rl::Err(__rl::bad_operand()),
+            };
+            __rl::Ok(__e)
+        }
+
+        fn __after(
+            __terms: &[__rl::OrderTerm],
+            __position: &[__rl::Value],
+        ) -> __rl::diesel::QueryResult<__Cond> {
+            let __keys = __rl::keyset_terms(__terms, #pk_index);
+            if __position.len() != __keys.len() {
+                return __rl::Err(__rl::bad_operand());
+            }
+            let mut __or: __rl::Option<__Cond> = __rl::None;
+            for __k in 0..__keys.len() {
+                let __step = if __keys[__k].desc { __rl::Cmp::Lt } else { __rl::Cmp::Gt };
+                let mut __and: __Cond = __compare(__keys[__k].field, __step, &__position[__k])?;
+                for __j in (0..__k).rev() {
+                    let __eq = __compare(__keys[__j].field, __rl::Cmp::Eq, &__position[__j])?;
+                    __and = __rl::Box::new(__eq.and(__and));
+                }
+                let __next: __Cond = match __or {
+                    __rl::None => __and,
+                    __rl::Some(__o) => __rl::Box::new(__o.or(__and)),
+                };
+                __or = __rl::Some(__next);
+            }
+            __or.ok_or_else(__rl::bad_operand)
+        }
+    };
+    (fns, order_arms)
 }
 
 fn field_meta(r: &Resource, f: &Field) -> TokenStream {
     let ty = &f.ty;
     let n = f.name();
     let (read_only, required, nullable) = (f.read_only, f.required(), f.is_option);
-    let filterable = is_filterable(r, f);
+    let lookups = lookups_of(r, f);
+    let filterable = !lookups.is_empty();
+    let lookup_variants = lookups.iter().map(|l| {
+        let v = syn::Ident::new(lookup_variant(l), proc_macro2::Span::call_site());
+        quote!(__rl::Lookup::#v)
+    });
+    let orderable = is_orderable(r, f);
+    let kind = syn::Ident::new(f.kind.variant(), proc_macro2::Span::call_site());
     let max_length = match f.max_length {
         Some((n, _)) => quote!(__rl::Some(#n)),
         None => quote!(__rl::None),
@@ -418,6 +636,9 @@ fn field_meta(r: &Resource, f: &Field) -> TokenStream {
             read_only: #read_only,
             required: #required,
             filterable: #filterable,
+            lookups: &[#(#lookup_variants,)*],
+            orderable: #orderable,
+            kind: __rl::Kind::#kind,
             nullable: #nullable,
             max_length: #max_length,
         }

@@ -2,6 +2,7 @@
 //! parsing carries on, so every mistake is reported in one compile.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::spanned::Spanned;
@@ -19,13 +20,41 @@ pub enum Default {
     Path(Path),
 }
 
+/// What a query may do with values of a field: read off its type (`Option` stripped).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Bool,
+    Int,
+    Float,
+    Text,
+    Other,
+}
+
+impl Kind {
+    pub fn variant(self) -> &'static str {
+        match self {
+            Kind::Bool => "Bool",
+            Kind::Int => "Int",
+            Kind::Float => "Float",
+            Kind::Text => "Text",
+            Kind::Other => "Other",
+        }
+    }
+}
+
 pub struct Field {
     pub ident: Ident,
     pub ty: Type,
     /// The diesel column (`#[diesel(column_name = …)]`, else the field name).
     pub column: Ident,
     pub read_only: bool,
-    pub filterable: bool,
+    /// The lookups of `filter(…)` as written (the bare `filter` flag: `exact`).
+    pub lookups: Vec<(String, Span)>,
+    /// The `order` flag.
+    pub order: Option<Span>,
+    /// The type inside `Option` (the type itself for a field that is not optional).
+    pub inner: Type,
+    pub kind: Kind,
     pub max_length: Option<(usize, Span)>,
     pub default: Default,
     pub is_option: bool,
@@ -65,6 +94,8 @@ pub struct Resource {
     pub instance_subscribable: bool,
     pub group_keys: Vec<GroupKey>,
     pub fields: Vec<Field>,
+    /// `ordering = "-priority,text"`: the default order.
+    pub ordering: Option<LitStr>,
 }
 
 impl Resource {
@@ -112,6 +143,7 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
     let mut label = None;
     let mut krate: Path = syn::parse_quote!(::rest_live);
     let mut pk = None;
+    let mut ordering = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("stream") {
             stream = Some(meta.value()?.parse::<LitStr>()?);
@@ -129,6 +161,8 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
         } else if meta.path.is_ident("pk") {
             let lit: LitStr = meta.value()?.parse()?;
             pk = Some((lit.value(), lit.span()));
+        } else if meta.path.is_ident("ordering") {
+            ordering = Some(meta.value()?.parse::<LitStr>()?);
         } else if meta.path.is_ident("crate") {
             let lit: LitStr = meta.value()?.parse()?;
             match lit.parse::<Path>() {
@@ -139,7 +173,7 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
             cx.error_spanned_by(
                 &meta.path,
                 format!(
-                    "unknown key `{}` in #[resource]: expected `stream`, `hooks`, `permissions`, `pk`, `label` or `crate`",
+                    "unknown key `{}` in #[resource]: expected `stream`, `hooks`, `permissions`, `pk`, `label`, `ordering` or `crate`",
                     key_name(&meta.path)
                 ),
             );
@@ -217,6 +251,7 @@ pub fn parse(cx: &Ctxt, args: TokenStream, input: &mut DeriveInput) -> Resource 
         instance_subscribable,
         group_keys,
         fields,
+        ordering,
     }
 }
 
@@ -293,7 +328,8 @@ fn parse_fields(cx: &Ctxt, input: &mut DeriveInput) -> Vec<Field> {
             continue;
         };
         let mut read_only = false;
-        let mut filterable = false;
+        let mut lookups: Vec<(String, Span)> = Vec::new();
+        let mut order = None;
         let mut max_length = None;
         let mut default = Default::None;
         let mut column = ident.clone();
@@ -304,7 +340,26 @@ fn parse_fields(cx: &Ctxt, input: &mut DeriveInput) -> Vec<Field> {
                     if meta.path.is_ident("read_only") {
                         read_only = true;
                     } else if meta.path.is_ident("filter") || meta.path.is_ident("filterable") {
-                        filterable = true;
+
+                        if meta.input.peek(syn::token::Paren) {
+                            let content;
+                            syn::parenthesized!(content in meta.input);
+                            let names = content
+                                .parse_terminated(Ident::parse_any, Token![,])?;
+                            if names.is_empty() {
+                                cx.error_spanned_by(
+                                    &meta.path,
+                                    "`filter()` names no lookup: write e.g. `filter(exact, in)`, or the bare `filter` for `exact`",
+                                );
+                            }
+                            for name in names {
+                                lookups.push((name.to_string(), name.span()));
+                            }
+                        } else {
+                            lookups.push(("exact".to_owned(), meta.path.span()));
+                        }
+                    } else if meta.path.is_ident("order") {
+                        order = Some(meta.path.span());
                     } else if meta.path.is_ident("max_length") {
                         let lit: LitInt = meta.value()?.parse()?;
                         max_length = Some((lit.base10_parse::<usize>()?, lit.span()));
@@ -312,7 +367,7 @@ fn parse_fields(cx: &Ctxt, input: &mut DeriveInput) -> Vec<Field> {
                         cx.error_spanned_by(
                             &meta.path,
                             format!(
-                                "unknown key `{}` in field #[resource]: expected `read_only`, `filter` or `max_length`",
+                                "unknown key `{}` in field #[resource]: expected `read_only`, `filter`, `order` or `max_length`",
                                 key_name(&meta.path)
                             ),
                         );
@@ -369,6 +424,12 @@ fn parse_fields(cx: &Ctxt, input: &mut DeriveInput) -> Vec<Field> {
         }
         field.attrs = kept;
         let is_option = is_option(&field.ty);
+        let inner = if is_option {
+            option_inner(&field.ty).unwrap_or_else(|| field.ty.clone())
+        } else {
+            field.ty.clone()
+        };
+        let kind = kind_of(&inner);
         if is_option && matches!(default, Default::None) {
             default = Default::Trait;
         }
@@ -377,7 +438,10 @@ fn parse_fields(cx: &Ctxt, input: &mut DeriveInput) -> Vec<Field> {
             ty: field.ty.clone(),
             column,
             read_only,
-            filterable,
+            lookups,
+            order,
+            inner,
+            kind,
             max_length,
             default,
             is_option,
@@ -394,6 +458,41 @@ fn is_option(ty: &Type) -> bool {
             .last()
             .is_some_and(|s| s.ident == "Option" && !s.arguments.is_empty()),
         _ => false,
+    }
+}
+
+fn option_inner(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(t) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// The kind of a (non-optional) type, by its name: an alias or a wrapper is `Other`.
+fn kind_of(ty: &Type) -> Kind {
+    let Type::Path(p) = ty else {
+        return Kind::Other;
+    };
+    if p.qself.is_some() {
+        return Kind::Other;
+    }
+    let Some(last) = p.path.segments.last() else {
+        return Kind::Other;
+    };
+    if !last.arguments.is_empty() {
+        return Kind::Other;
+    }
+    match last.ident.to_string().as_str() {
+        "bool" => Kind::Bool,
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" => Kind::Int,
+        "f32" | "f64" => Kind::Float,
+        "String" => Kind::Text,
+        _ => Kind::Other,
     }
 }
 

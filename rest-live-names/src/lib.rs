@@ -20,6 +20,24 @@ pub const BUILT_IN_ACTIONS: &[&str] = &[
     "unsubscribe_instance",
 ];
 
+/// The lookups a query condition may use (`priority__gte`), as `#[resource(filter(…))]` names
+/// them and clients write them after `__`; the core's `Lookup` has one variant for each.
+pub const LOOKUPS: &[&str] = &[
+    "exact",
+    "ne",
+    "in",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "isnull",
+    "contains",
+    "startswith",
+    "icontains",
+    "istartswith",
+    "iexact",
+];
+
 /// Why `name` cannot be a stream name, if it cannot. A stream name is a URL path segment and a
 /// WebSocket stream key, so it is kept to characters that need no escaping anywhere.
 ///

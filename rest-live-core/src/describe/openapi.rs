@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use crate::app::App;
 use crate::jobs::JOBS_STREAM;
 use crate::resource::binding::Binding;
-use crate::resource::{FieldMeta, ResourceMeta};
+use crate::resource::{FieldMeta, Lookup, ResourceMeta};
 
 /// The document for `app`, as JSON.
 pub fn document(app: &App) -> Value {
@@ -137,8 +137,9 @@ impl Document {
                     "results": {"type": "array", "items": object_ref},
                     "limit": {"type": "integer", "minimum": 1},
                     "offset": {"type": "integer", "minimum": 0},
+                    "next": {"type": ["string", "null"], "description": "The cursor of the next page (pass it as `after`); null on the last page."},
                 },
-                "required": ["count", "results", "limit", "offset"],
+                "required": ["count", "results", "limit", "offset", "next"],
                 "additionalProperties": false,
             }),
         );
@@ -172,7 +173,9 @@ impl Document {
 
         let mut list = op(
             "list",
-            format!("List {stream}, filtered and paginated, ordered by primary key"),
+            format!(
+                "List {stream}: filtered, ordered (by primary key unless `ordering` says otherwise) and paginated"
+            ),
             with(
                 self.errors(&[400]),
                 "200",
@@ -368,12 +371,55 @@ fn list_parameters(meta: &ResourceMeta) -> Vec<Value> {
         json!({"name": "offset", "in": "query", "required": false,
                "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}}),
     ];
+    params.push(json!({"name": "after", "in": "query", "required": false,
+        "description": "The `next` cursor of the page before: continues the same filter and ordering (not with `offset`).",
+        "schema": {"type": "string"}}));
+    let orderable: Vec<&str> = meta
+        .fields
+        .iter()
+        .filter(|f| f.orderable)
+        .map(|f| f.name)
+        .collect();
+    params.push(json!({"name": "ordering", "in": "query", "required": false,
+        "description": format!(
+            "Comma-separated fields to order by, each optionally prefixed `-` (descending); the primary key breaks ties. Orderable: {}.",
+            orderable.join(", ")
+        ),
+        "schema": {"type": "string"}}));
     for field in meta.fields.iter().filter(|f| f.filterable) {
-        params.push(json!({
-            "name": field.name, "in": "query", "required": false,
-            "description": format!("Only objects whose {} equals this value.", field.name),
-            "schema": non_null(type_schema(field.rust_type)),
-        }));
+        for lookup in field.lookups {
+            let name = match lookup {
+                Lookup::Exact => field.name.to_owned(),
+                other => format!("{}__{}", field.name, other.name()),
+            };
+            let value = non_null(type_schema(field.rust_type));
+            let (schema, what) = match lookup {
+                Lookup::In => (
+                    json!({"type": "string"}),
+                    "is one of these comma-separated values",
+                ),
+                Lookup::IsNull => (
+                    json!({"type": "boolean"}),
+                    "is null (`true`) or not (`false`)",
+                ),
+                Lookup::Exact => (value, "equals this value"),
+                Lookup::Ne => (value, "does not equal this value"),
+                Lookup::Lt => (value, "is less than this value"),
+                Lookup::Lte => (value, "is at most this value"),
+                Lookup::Gt => (value, "is greater than this value"),
+                Lookup::Gte => (value, "is at least this value"),
+                Lookup::Contains => (value, "contains this text"),
+                Lookup::StartsWith => (value, "starts with this text"),
+                Lookup::IContains => (value, "contains this text, ignoring case"),
+                Lookup::IStartsWith => (value, "starts with this text, ignoring case"),
+                Lookup::IExact => (value, "equals this text, ignoring case"),
+            };
+            params.push(json!({
+                "name": name, "in": "query", "required": false,
+                "description": format!("Only objects whose {} {what}.", field.name),
+                "schema": schema,
+            }));
+        }
     }
     params
 }

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::resource::binding::{Binding, Collection, Input};
 use crate::resource::permissions::Action;
-use crate::resource::{FieldMeta, ResourceMeta, to_raw};
+use crate::resource::{FieldMeta, Kind, ResourceMeta, to_raw};
 use crate::store::AnyConn;
 
 /// The `jobs` stream as a resource: clients `retrieve` and `subscribe_instance` a job by id (its
@@ -33,6 +33,9 @@ const fn field(name: &'static str, rust_type: &'static str) -> FieldMeta {
         read_only: true,
         required: false,
         filterable: false,
+        lookups: &[],
+        orderable: false,
+        kind: Kind::Text,
         nullable: false,
         max_length: None,
     }
@@ -47,6 +50,7 @@ static JOBS_META: ResourceMeta = ResourceMeta {
     fields: JOB_FIELDS,
     group_keys: &[],
     instance_subscribable: true,
+    ordering: &[],
 };
 
 fn job_id(pk: &Input) -> Result<String, ApiError> {
@@ -130,5 +134,14 @@ impl Binding for JobsBinding {
     /// Visibility is decided per job (its owner), not by a scope.
     fn unfilterable_scope(&self, _principal: &Principal) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Jobs are not listed: their stream has no query.
+    fn parse_query(
+        &self,
+        _principal: &Principal,
+        _input: &crate::query::parse::QueryInput,
+    ) -> Result<crate::query::Query, ApiError> {
+        Err(ApiError::MethodNotAllowed(Some("list".to_owned())))
     }
 }

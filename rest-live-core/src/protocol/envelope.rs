@@ -14,6 +14,7 @@ use crate::actions::Op;
 use crate::error::ApiError;
 use crate::hub::{EventEncoder, EventParts, Target};
 use crate::jobs::Jobs;
+use crate::query::parse::QueryInput;
 use crate::registry::Registry;
 use crate::resource::binding::{Binding, Input};
 use crate::store::changelog::ChangeAction;
@@ -225,20 +226,13 @@ impl Codec for Envelope {
         let p = &request.args;
         let op = match verb {
             Verb::List => Op::List {
-                filters: match p.get("data") {
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(Value::Object(m)) => m
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Input::Json(v.clone())))
-                        .collect(),
-                    Some(_) => {
-                        return Err(ApiError::bad_request(
-                            "\"data\" must be an object of filters.",
-                        ));
-                    }
-                },
+                query: query_input(p)?,
                 limit: int_arg(p, "limit")?,
                 offset: int_arg(p, "offset")?,
+                after: p
+                    .get("after")
+                    .filter(|v| !v.is_null())
+                    .map(|v| Input::Json(v.clone())),
             },
             Verb::Retrieve => Op::Retrieve { pk: pk_arg(p)? },
             Verb::Create => Op::Create { data: data_arg(p)? },
@@ -399,4 +393,30 @@ fn int_arg(payload: &Map<String, Value>, name: &str) -> Result<Option<i64>, ApiE
             ApiError::bad_request(format!("{}: must be an integer.", Value::from(name)))
         }),
     }
+}
+
+/// The filter (`filter`, or v1's `data`) and `ordering` of a `list` or a live query.
+pub(crate) fn query_input(p: &Map<String, Value>) -> Result<QueryInput, ApiError> {
+    let key = if p.get("filter").is_some_and(|v| !v.is_null()) {
+        "filter"
+    } else {
+        "data"
+    };
+    let filter = match p.get(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), Input::Json(v.clone())))
+            .collect(),
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "{}: must be an object of conditions.",
+                Value::from(key)
+            )));
+        }
+    };
+    Ok(QueryInput {
+        filter,
+        ordering: p.get("ordering").map(|v| Input::Json(v.clone())),
+    })
 }

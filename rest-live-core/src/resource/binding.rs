@@ -15,27 +15,14 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::permissions::{Action, AllowAll, Permissions, Scope};
-use super::tx::{FilterValue, Tx, parse_filters};
-use super::{Resource, ResourceMeta, to_raw};
+use super::tx::Tx;
+use super::{Resource, ResourceMeta, equalities, to_raw};
 use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldErrors};
+pub use crate::query::parse::Input;
+use crate::query::parse::QueryInput;
+use crate::query::{Condition, Query, Slice, cursor};
 use crate::store::AnyConn;
-
-/// A client-supplied value: JSON (WebSocket, bodies) or text (URL path and query string).
-#[derive(Debug, Clone)]
-pub enum Input {
-    Json(Value),
-    Text(String),
-}
-
-impl Input {
-    fn as_filter(&self) -> FilterValue<'_> {
-        match self {
-            Input::Json(v) => FilterValue::Json(v),
-            Input::Text(t) => FilterValue::Text(t),
-        }
-    }
-}
 
 /// One page of `list`.
 #[derive(Serialize)]
@@ -44,6 +31,29 @@ struct Page<T> {
     results: Vec<T>,
     limit: i64,
     offset: i64,
+    next: Option<String>,
+}
+
+/// Which page of a checked query `list` returns.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    /// At most this many rows (already bounded by the configuration).
+    pub limit: i64,
+    /// Skip this many rows, or (an opaque cursor) continue after the row a `next` named.
+    pub start: Start,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// After this many rows.
+    Offset(i64),
+    /// After the row of a cursor (`next` of the page before).
+    After(String),
+}
+
+fn invalid_cursor() -> ApiError {
+    ApiError::Validation(FieldErrors::single("after", "Invalid cursor."))
 }
 
 /// A stored object as a reply carries it.
@@ -93,17 +103,22 @@ pub trait Binding: Send + Sync + 'static {
     /// would make every list and group snapshot of that principal fail); start-up checks that
     /// there are none. Empty when the principal may neither list nor subscribe.
     fn unfilterable_scope(&self, principal: &Principal) -> Vec<String>;
+
+    /// Checks a client's query against the declaration, for `principal` (who cannot filter or
+    /// order on a field its presentation hides): 400 with the errors of PROTOCOL §3.
+    fn parse_query(&self, principal: &Principal, input: &QueryInput) -> Result<Query, ApiError>;
 }
 
 /// The actions of a stream that is a collection of rows.
 pub trait Collection: Send + Sync {
+    /// One page of a query (checked by [`Binding::parse_query`]), scoped to what `principal`
+    /// may read: `{count, results, limit, offset, next}`.
     fn list(
         &self,
         conn: AnyConn<'_>,
         principal: &Principal,
-        filters: &[(String, Input)],
-        limit: i64,
-        offset: i64,
+        query: &Query,
+        page: &PageRequest,
     ) -> Result<Box<RawValue>, ApiError>;
     /// The members of one group (`key` = canonical JSON `value`) the principal may read, in pk
     /// order: their total count and at most `limit` of them as a JSON array.
@@ -215,24 +230,56 @@ fn output<R: Resource>(principal: &Principal, row: &R) -> Result<Box<RawValue>, 
     to_raw(&object)
 }
 
-/// The scope as filters for a query; `None` when nothing is in scope.
-fn scope_filters<R: Resource>(principal: &Principal) -> Result<Option<Vec<R::Filter>>, ApiError> {
+/// The scope as conditions; `None` when nothing is in scope.
+fn scope_conditions<R: Resource>(
+    principal: &Principal,
+) -> Result<Option<Vec<Condition>>, ApiError> {
     match scope::<R>(principal) {
         Scope::All => Ok(Some(Vec::new())),
         Scope::Nothing => Ok(None),
-        Scope::Where(conditions) => parse_filters::<R>(
-            conditions
-                .iter()
-                .map(|(k, v)| (k.as_str(), FilterValue::Json(v))),
-        )
-        .map(Some)
-        .map_err(|e| {
-            ApiError::internal(format!(
-                "the scope of {} names a field that is not filterable: {e}",
-                R::META.stream
-            ))
-        }),
+        Scope::Where(conditions) => {
+            equalities::<R>(conditions.iter().map(|(k, v)| (k.as_str(), v)))
+                .map(Some)
+                .map_err(|e| {
+                    ApiError::internal(format!(
+                        "the scope of {} names a field that is not filterable: {e}",
+                        R::META.stream
+                    ))
+                })
+        }
     }
+}
+
+/// The fields `principal` does not see of `R`'s objects (its presentation removes them): found
+/// by presenting an object whose every field is null.
+fn hidden_fields<R: Resource>(principal: &Principal) -> Vec<&'static str> {
+    if !presents::<R>(principal) {
+        return Vec::new();
+    }
+    let mut object: Map<String, Value> = R::META
+        .fields
+        .iter()
+        .map(|f| (f.name.to_owned(), Value::Null))
+        .collect();
+    R::Policy::present(principal, &mut object);
+    R::META
+        .fields
+        .iter()
+        .filter(|f| !object.contains_key(f.name))
+        .map(|f| f.name)
+        .collect()
+}
+
+/// The position a cursor holds, checked against the query and the fields' types.
+fn cursor_position<R: Resource>(query: &Query, cursor: &str) -> Result<Vec<Value>, ApiError> {
+    let fingerprint = cursor::fingerprint(R::META, query);
+    let terms = crate::query::sql::keyset_terms(&query.ordering, crate::query::pk_index(R::META));
+    let values = cursor::decode(cursor, fingerprint, terms.len()).ok_or_else(invalid_cursor)?;
+    terms
+        .iter()
+        .zip(&values)
+        .map(|(t, v)| R::canonical_value(t.field, v).map_err(|_| invalid_cursor()))
+        .collect()
 }
 
 fn written<R: Resource>(principal: &Principal, row: &R) -> Result<Written, ApiError> {
@@ -318,31 +365,79 @@ impl<R: Resource> Binding for Bound<R> {
         match scope::<R>(principal) {
             Scope::Where(conditions) if reads => conditions
                 .iter()
-                .filter(|(field, value)| R::parse_filter(field, value).is_none())
+                .filter(|(field, value)| equalities::<R>([(field.as_str(), *value)]).is_err())
                 .map(|(field, _)| field.clone())
                 .collect(),
             _ => Vec::new(),
         }
+    }
+
+    fn parse_query(&self, principal: &Principal, input: &QueryInput) -> Result<Query, ApiError> {
+        let hidden = hidden_fields::<R>(principal);
+        crate::query::parse::parse(R::META, &hidden, &R::canonical_value, input)
+            .map_err(ApiError::Validation)
     }
 }
 
 impl<R: Resource> Collection for Bound<R> {
     fn list(
         &self,
-        conn: AnyConn<'_>,
+        mut conn: AnyConn<'_>,
         principal: &Principal,
-        filters: &[(String, Input)],
-        limit: i64,
-        offset: i64,
+        query: &Query,
+        page: &PageRequest,
     ) -> Result<Box<RawValue>, ApiError> {
-        let mut filters =
-            parse_filters::<R>(filters.iter().map(|(k, v)| (k.as_str(), v.as_filter())))?;
-        let (count, rows) = match scope_filters::<R>(principal)? {
-            None => (0, Vec::new()),
-            Some(scoped) => {
-                filters.extend(scoped);
-                R::db_list(conn, &filters, Some(limit), offset)?
+        let after = match &page.start {
+            Start::After(c) => Some(cursor_position::<R>(query, c)?),
+            Start::Offset(_) => None,
+        };
+        let Some(scoped) = scope_conditions::<R>(principal)? else {
+            return to_raw(&Page::<Box<RawValue>> {
+                count: 0,
+                results: Vec::new(),
+                limit: page.limit,
+                offset: match page.start {
+                    Start::Offset(o) => o,
+                    Start::After(_) => 0,
+                },
+                next: None,
+            });
+        };
+        let mut full = query.clone();
+        full.conditions.extend(scoped);
+        let count = R::db_count(conn.reborrow(), &full, None)?;
+        // One row more than the page, to know whether there is a next one.
+        let (offset, slice) = match &page.start {
+            Start::Offset(o) => (
+                *o,
+                Slice {
+                    after: None,
+                    limit: Some(page.limit.saturating_add(1)),
+                    offset: *o,
+                },
+            ),
+            // The rows at or before the cursor's position are the offset of this page.
+            Start::After(_) => (
+                R::db_count(conn.reborrow(), &full, after.as_deref())?,
+                Slice {
+                    after: after.as_deref(),
+                    limit: Some(page.limit.saturating_add(1)),
+                    offset: 0,
+                },
+            ),
+        };
+        let mut rows = R::db_select(conn.reborrow(), &full, slice)?;
+        let more = rows.len() as i64 > page.limit;
+        rows.truncate(usize::try_from(page.limit).unwrap_or(usize::MAX));
+        let next = match rows.last() {
+            Some(last) if more => {
+                let position = crate::query::position(R::META, &query.ordering, &as_object(last)?);
+                Some(cursor::encode(
+                    cursor::fingerprint(R::META, query),
+                    &position,
+                ))
             }
+            _ => None,
         };
         let results = rows
             .iter()
@@ -351,27 +446,36 @@ impl<R: Resource> Collection for Bound<R> {
         to_raw(&Page {
             count,
             results,
-            limit,
+            limit: page.limit,
             offset,
+            next,
         })
     }
 
     fn members(
         &self,
-        conn: AnyConn<'_>,
+        mut conn: AnyConn<'_>,
         principal: &Principal,
         key: &str,
         value: &str,
         limit: i64,
     ) -> Result<(i64, Box<RawValue>), ApiError> {
         let value: Value = serde_json::from_str(value).map_err(ApiError::internal)?;
-        let mut filters = parse_filters::<R>(std::iter::once((key, FilterValue::Json(&value))))?;
-        let Some(scoped) = scope_filters::<R>(principal)? else {
+        let Some(scoped) = scope_conditions::<R>(principal)? else {
             return Ok((0, to_raw(&Vec::<Value>::new())?));
         };
-        filters.extend(scoped);
-        let (count, rows) = R::db_list(conn, &filters, Some(limit), 0)?;
-        let rows = rows
+        let mut query = Query {
+            conditions: equalities::<R>([(key, &value)]).map_err(ApiError::bad_request)?,
+            ordering: Vec::new(),
+        };
+        query.conditions.extend(scoped);
+        let count = R::db_count(conn.reborrow(), &query, None)?;
+        let slice = Slice {
+            after: None,
+            limit: Some(limit),
+            offset: 0,
+        };
+        let rows = R::db_select(conn, &query, slice)?
             .iter()
             .map(|r| output(principal, r))
             .collect::<Result<Vec<_>, _>>()?;

@@ -23,6 +23,12 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
+/// Parses a client value of type `T` and returns it as canonical JSON.
+pub fn canonical_value<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, String> {
+    let typed: T = parse_value(value)?;
+    Ok(to_json(&typed))
+}
+
 /// Parses a client value and returns its canonical JSON text.
 pub fn canonical<T: DeserializeOwned + Serialize>(value: &Value) -> Result<String, String> {
     let typed: T = parse_value(value)?;

@@ -5,7 +5,6 @@
 
 pub mod binding;
 pub mod generated;
-mod meta;
 pub mod permissions;
 pub mod tx;
 
@@ -14,8 +13,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, FieldErrors};
+use crate::meta::Lookup as LookupKind;
+pub use crate::meta::{FieldMeta, Kind, Lookup, ResourceMeta};
+use crate::query::{Condition, Fetched, Operand, Query, Read, Slice, field_index};
 use crate::store::AnyConn;
-pub use meta::{FieldMeta, ResourceMeta};
 pub use permissions::Permissions;
 use tx::Tx;
 
@@ -26,8 +27,6 @@ pub trait Resource: Serialize + Clone + Send + Sync + Sized + 'static {
     /// The resource's policy (`#[resource(permissions = …)]`; [`permissions::AllowAll`]
     /// when none is declared).
     type Policy: Permissions<Self>;
-    /// One typed equality filter (`list_id = 1`).
-    type Filter: Send + Sync + 'static;
 
     /// What was declared: stream, fields, group keys.
     const META: &'static ResourceMeta;
@@ -38,8 +37,9 @@ pub trait Resource: Serialize + Clone + Send + Sync + Sized + 'static {
     fn pk(&self) -> Self::Pk;
     /// A primary key given by a client; the error says what is wrong.
     fn parse_pk(value: &Value) -> Result<Self::Pk, String>;
-    /// `None` when `field` is not filterable.
-    fn parse_filter(field: &str, value: &Value) -> Option<Result<Self::Filter, String>>;
+    /// A client's value for field number `field` (of [`ResourceMeta::fields`]) as canonical
+    /// JSON of the field's type (the type inside an `Option`); the error says what is wrong.
+    fn canonical_value(field: usize, value: &Value) -> Result<Value, String>;
     /// Canonical JSON of a group value given by a client; `None` when `key` is not a group key.
     fn parse_group_value(key: &str, value: &Value) -> Option<Result<String, String>>;
     /// The object's value of every group key, as canonical JSON.
@@ -52,13 +52,36 @@ pub trait Resource: Serialize + Clone + Send + Sync + Sized + 'static {
 
     /// The object with primary key `pk`, if any.
     fn db_get(conn: AnyConn<'_>, pk: &Self::Pk) -> diesel::QueryResult<Option<Self>>;
-    /// `(count, page)`, ordered by primary key.
-    fn db_list(
+    /// Runs a checked [`Query`]: its rows (a slice of them, in order) or their count.
+    fn db_read(
         conn: AnyConn<'_>,
-        filters: &[Self::Filter],
-        limit: Option<i64>,
-        offset: i64,
-    ) -> diesel::QueryResult<(i64, Vec<Self>)>;
+        query: &Query,
+        read: Read<'_>,
+    ) -> diesel::QueryResult<Fetched<Self>>;
+
+    /// The rows of `query` in `slice`, in order.
+    fn db_select(
+        conn: AnyConn<'_>,
+        query: &Query,
+        slice: Slice<'_>,
+    ) -> diesel::QueryResult<Vec<Self>> {
+        match Self::db_read(conn, query, Read::Rows(slice))? {
+            Fetched::Rows(rows) => Ok(rows),
+            Fetched::Count(_) => Err(crate::query::sql::bad_operand()),
+        }
+    }
+
+    /// How many rows match `query` (with `upto`: at or before that position).
+    fn db_count(
+        conn: AnyConn<'_>,
+        query: &Query,
+        upto: Option<&[Value]>,
+    ) -> diesel::QueryResult<i64> {
+        match Self::db_read(conn, query, Read::Count { upto })? {
+            Fetched::Count(n) => Ok(n),
+            Fetched::Rows(_) => Err(crate::query::sql::bad_operand()),
+        }
+    }
     /// Inserts `row`; the stored row, generated fields filled in.
     fn db_insert(conn: AnyConn<'_>, row: &Self) -> diesel::QueryResult<Self>;
     /// Updates the row with `row`'s primary key; the stored row.
@@ -112,6 +135,42 @@ pub trait Hooks: Sized {
 
     /// After the transaction that deleted the row committed.
     fn after_delete(&self) {}
+}
+
+/// Equality conditions of `R` (a policy's scope, a group, [`Tx::filter`]): each field must
+/// allow `exact`, each value must be of its type. The error names what is wrong.
+pub(crate) fn equalities<'a, R: Resource>(
+    pairs: impl IntoIterator<Item = (&'a str, &'a Value)>,
+) -> Result<Vec<Condition>, String> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let field = field_index(R::META, name)
+                .filter(|&i| R::META.fields[i].allows(LookupKind::Exact))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = R::META
+                        .fields
+                        .iter()
+                        .filter(|f| f.allows(LookupKind::Exact))
+                        .map(|f| f.name)
+                        .collect();
+                    format!(
+                        "cannot filter on {}: filterable fields are {}",
+                        Value::from(name),
+                        names.join(", ")
+                    )
+                })?;
+            let operand = match value {
+                Value::Null if R::META.fields[field].nullable => Value::Null,
+                v => R::canonical_value(field, v).map_err(|e| format!("filter {name}: {e}"))?,
+            };
+            Ok(Condition {
+                field,
+                lookup: LookupKind::Exact,
+                operand: Operand::Value(operand),
+            })
+        })
+        .collect()
 }
 
 /// Serializes `value` as a raw JSON value for a reply's `data`.

@@ -157,7 +157,9 @@ impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for SqlitePragma
         conn.batch_execute(
             "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
         )
-        .map_err(diesel::r2d2::Error::QueryError)
+        .map_err(diesel::r2d2::Error::QueryError)?;
+        // Unicode case folding for the case-insensitive lookups (SQLite's lower() is ASCII-only).
+        crate::query::sql::register_sqlite(conn).map_err(diesel::r2d2::Error::QueryError)
     }
 }
 

@@ -1,0 +1,2 @@
+-- Tasks gain a priority (0-9, checked by the app) and an optional note.
+ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 0, ADD COLUMN note TEXT;

@@ -1,0 +1,2 @@
+ALTER TABLE tasks DROP COLUMN note;
+ALTER TABLE tasks DROP COLUMN priority;
