@@ -390,6 +390,6 @@ async fn bulk_writes_send_one_event_per_row_and_move_groups() {
     sub_one.expect_silence(QUIET).await;
     sub_two.expect_silence(QUIET).await;
 
-    let bad = server.app.bulk_delete::<Task>(json!({"text": "x"})).await;
+    let bad = server.app.bulk_delete::<Task>(json!({"nope": "x"})).await;
     assert!(matches!(bad, Err(rest_live::ApiError::BadRequest(_))));
 }

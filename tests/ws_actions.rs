@@ -175,12 +175,20 @@ async fn list_pages_and_filters() {
 #[tokio::test]
 async fn list_rejects_bad_arguments() {
     let (_server, mut ws, _) = setup().await;
+    // Conditions are refused in the validation shape, keyed as sent (docs/protocol.md §3).
+    for (extra, key) in [
+        (json!({"data": {"note__lt": "a"}}), "note__lt"), // a lookup the field does not declare
+        (json!({"data": {"nope": 1}}), "nope"),           // no such field
+        (json!({"data": {"list_id": "x"}}), "list_id"),   // wrong type
+    ] {
+        let reply = ws.request(frame("tasks", "list", extra.clone())).await;
+        assert_eq!(status(&reply), 400, "{extra}: {reply}");
+        assert!(errors(&reply)[0][key][0].is_string(), "{reply}");
+        assert_eq!(data(&reply), &Value::Null);
+    }
     for extra in [
-        json!({"data": {"text": "a"}}),    // not filterable
-        json!({"data": {"nope": 1}}),      // no such field
-        json!({"data": {"list_id": "x"}}), // wrong type
-        json!({"data": [1]}),              // not an object
-        json!({"limit": "10"}),            // wrong type
+        json!({"data": [1]}),   // not an object
+        json!({"limit": "10"}), // wrong type
         json!({"limit": 0}),
         json!({"offset": -1}),
         json!({"offset": 1.5}),

@@ -6,7 +6,7 @@
 //!
 //! | layer | modules | what |
 //! |---|---|---|
-//! | shared | `json`, `error`, `config`, `outbox`, `auth`, `throttle` | strict JSON decoding, errors, settings, a connection's outgoing queue, principals, rate limits |
+//! | shared | `json`, `error`, `meta`, `query`, `config`, `outbox`, `auth`, `throttle` | strict JSON decoding, errors, what resources declare, the query model, settings, a connection's outgoing queue, principals, rate limits |
 //! | store | `store` (+ `changelog`) | pool, transactions, the change log |
 //! | resources | `resource` (+ `tx`, `binding`, `permissions`) | the model traits, hooks, policies, write transactions |
 //! | delivery | `hub`, `feed` | subscriptions and fan-out; committed changes into the hub |

@@ -228,7 +228,7 @@ pub fn expand(r: &Resource) -> TokenStream {
                 ) -> __rl::Result<__rl::Value, __rl::String> {
                     match field {
                         #(#canonical_arms,)*
-                        _ => __rl::Err(__rl::String::from("no such field")),
+                        _ => __rl::Err(<__rl::String as ::core::convert::From<&str>>::from("no such field")),
                     }
                 }
 
@@ -597,7 +597,7 @@ fn queries(r: &Resource, pk: &Field) -> (TokenStream, Vec<TokenStream>) {
             for __k in 0..__keys.len() {
                 let __step = if __keys[__k].desc { __rl::Cmp::Lt } else { __rl::Cmp::Gt };
                 let mut __and: __Cond = __compare(__keys[__k].field, __step, &__position[__k])?;
-                for __j in (0..__k).rev() {
+                for __j in ::core::iter::Iterator::rev(0..__k) {
                     let __eq = __compare(__keys[__j].field, __rl::Cmp::Eq, &__position[__j])?;
                     __and = __rl::Box::new(__eq.and(__and));
                 }

@@ -55,7 +55,7 @@ pub struct OrderTerm {
 /// Which rows of a query a read returns.
 #[derive(Debug, Clone, Default)]
 pub struct Slice<'a> {
-    /// Only the rows after this position (a row's [`position`]), in the query's order.
+    /// Only the rows after this position (a row's `query::position`), in the query's order.
     pub after: Option<&'a [Value]>,
     /// At most this many (`None`: all).
     pub limit: Option<i64>,
