@@ -189,7 +189,7 @@ test("hints are placeholders, never sent, and a new action starts its arguments 
     await page.selectOption("[data-testid=action]", "create");
     assert.equal(await page.inputValue("[data-testid=data]"), "");
     const template = JSON.parse(await page.getAttribute("[data-testid=data]", "placeholder"));
-    assert.deepEqual(template, { text: "", done: false, list_id: 0 });
+    assert.deepEqual(template, { text: "", done: false, list_id: 0, priority: 0, note: null });
     assert.ok(!("data" in (await composedFrame(page)).payload), "the template is not sent");
     // "use the template" copies it in, to edit.
     await page.click("[data-testid=use-template]");

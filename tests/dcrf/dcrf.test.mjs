@@ -47,13 +47,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test("create, retrieve, list, update, patch, delete", async () => {
   const created = await client.create("tasks", { text: "milk", list_id: listId });
-  assert.deepEqual(created, { id: created.id, text: "milk", done: false, list_id: listId });
+  assert.deepEqual(created, {
+    id: created.id, text: "milk", done: false, list_id: listId, priority: 0, note: null,
+  });
 
   assert.deepEqual(await client.retrieve("tasks", created.id), created);
 
   // PROTOCOL.md pages every list; djangochannelsrestframework's list resolves with a bare array.
   const page = await client.list("tasks", { list_id: listId });
-  assert.deepEqual(page, { count: 1, results: [created], limit: 25, offset: 0 });
+  assert.deepEqual(page, { count: 1, results: [created], limit: 25, offset: 0, next: null });
 
   const updated = await client.update("tasks", created.id, { text: "oat milk", list_id: listId });
   assert.equal(updated.text, "oat milk");
