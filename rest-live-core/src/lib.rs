@@ -62,10 +62,10 @@ pub mod __private {
     pub use crate::__with_conn;
     pub use crate::error::{ApiError, FieldErrors};
     pub use crate::jobs::{JobBound, JobRegistration};
-    pub use crate::query::sql::{
-        Cmp, bad_operand, collate, keyset_terms, operand, operands, text_match,
+    pub use crate::query::sql::{Cmp, bad_operand, collate, operand, operands, text_match};
+    pub use crate::query::{
+        Condition, Fetched, Operand, OrderTerm, Query, Read, Slice, keyset_terms,
     };
-    pub use crate::query::{Condition, Fetched, Operand, OrderTerm, Query, Read, Slice};
     pub use crate::registry::Registration;
     pub use crate::resource::binding::Bound;
     pub use crate::resource::generated::*;

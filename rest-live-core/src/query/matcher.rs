@@ -105,7 +105,7 @@ pub fn order(
     a: &Map<String, Value>,
     b: &Map<String, Value>,
 ) -> Ordering {
-    let terms = super::sql::keyset_terms(ordering, pk_index(meta));
+    let terms = super::keyset_terms(ordering, pk_index(meta));
     for term in terms {
         let field = &meta.fields[term.field];
         let (x, y) = (

@@ -163,3 +163,16 @@ pub fn position(
         .chain(std::iter::once(value(pk_index(meta))))
         .collect()
 }
+
+/// The terms a position is made of: the ordering's, then the primary key (field `pk`)
+/// ascending.
+pub fn keyset_terms(ordering: &[OrderTerm], pk: usize) -> Vec<OrderTerm> {
+    ordering
+        .iter()
+        .copied()
+        .chain(std::iter::once(OrderTerm {
+            field: pk,
+            desc: false,
+        }))
+        .collect()
+}

@@ -188,19 +188,6 @@ pub enum Cmp {
     Gt,
 }
 
-/// The terms a position is made of: the ordering's, then the primary key (field `pk`)
-/// ascending.
-pub fn keyset_terms(ordering: &[super::OrderTerm], pk: usize) -> Vec<super::OrderTerm> {
-    ordering
-        .iter()
-        .copied()
-        .chain(std::iter::once(super::OrderTerm {
-            field: pk,
-            desc: false,
-        }))
-        .collect()
-}
-
 /// The error of an operand the query model should never have let through (a bug, not a
 /// client's mistake: parsing checks every operand against the declaration first).
 pub fn bad_operand() -> diesel::result::Error {

@@ -273,7 +273,7 @@ fn hidden_fields<R: Resource>(principal: &Principal) -> Vec<&'static str> {
 /// The position a cursor holds, checked against the query and the fields' types.
 fn cursor_position<R: Resource>(query: &Query, cursor: &str) -> Result<Vec<Value>, ApiError> {
     let fingerprint = cursor::fingerprint(R::META, query);
-    let terms = crate::query::sql::keyset_terms(&query.ordering, crate::query::pk_index(R::META));
+    let terms = crate::query::keyset_terms(&query.ordering, crate::query::pk_index(R::META));
     let values = cursor::decode(cursor, fingerprint, terms.len()).ok_or_else(invalid_cursor)?;
     terms
         .iter()
