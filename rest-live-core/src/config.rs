@@ -41,6 +41,9 @@ pub struct Config {
     pub outgoing_queue: usize,
     /// Subscriptions one connection may hold.
     pub max_subscriptions: usize,
+    /// Live queries (PROTOCOL §4) one connection may hold, within
+    /// [`Config::max_subscriptions`]; beyond, `subscribe` is answered 429.
+    pub max_live_queries: usize,
     /// How often the feed polls the change log for commits of other processes. On PostgreSQL the
     /// listener wakes it at once; polling is the fallback while the listener reconnects.
     pub poll_interval: Duration,
@@ -265,6 +268,7 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             outgoing_queue: 1024,
             max_subscriptions: 1000,
+            max_live_queries: 100,
             poll_interval: Duration::from_millis(500),
             listen: true,
             retention: Retention::default(),

@@ -98,6 +98,9 @@ pub enum ApiError {
     /// The principal, address or connection made too many requests (429).
     #[error("throttled")]
     Throttled,
+    /// The connection holds as many live queries as it may (429).
+    #[error("too many subscriptions")]
+    TooManySubscriptions,
     /// Anything unexpected. The detail is logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -116,7 +119,7 @@ impl ApiError {
             Self::ResyncRequired => 410,
             Self::PayloadTooLarge => 413,
             Self::UnsupportedMediaType => 415,
-            Self::Throttled => 429,
+            Self::Throttled | Self::TooManySubscriptions => 429,
             Self::Internal(_) => 500,
         }
     }
@@ -139,6 +142,7 @@ impl ApiError {
             Self::PayloadTooLarge => "Request body is too large.".into(),
             Self::UnsupportedMediaType => "Unsupported media type: send application/json.".into(),
             Self::Throttled => "Request was throttled.".into(),
+            Self::TooManySubscriptions => "Too many subscriptions.".into(),
             Self::Internal(_) => "Internal error".into(),
         };
         vec![Value::String(text)]

@@ -46,10 +46,14 @@ pub fn spawn(
                 commit = local.recv() => {
                     // The store (held here) keeps the queue open: `None` cannot happen.
                     let Some(commit) = commit else { return };
-                    publish(&hub, commit);
+                    publish(&store, &hub, commit).await;
                     while let Ok(commit) = local.try_recv() {
-                        publish(&hub, commit);
+                        publish(&store, &hub, commit).await;
                     }
+                    continue;
+                }
+                _ = hub.work_queued() => {
+                    serve_windows(&store, &hub).await;
                     continue;
                 }
                 _ = tokio::time::sleep(poll) => {}
@@ -63,9 +67,51 @@ pub fn spawn(
 
 /// Hands a local commit's changes to the hub (see [`Hub::publish_committed`]); whatever cannot go
 /// out in order stays with `commit`, whose drop wakes the feed to read it from the log.
-fn publish(hub: &Hub, commit: Committed) {
-    if hub.publish_committed(commit.changes()) {
+async fn publish(store: &Store, hub: &Hub, commit: Committed) {
+    let mut all = true;
+    for change in commit.changes() {
+        all &= hub.publish_committed(std::slice::from_ref(change));
+        serve_windows(store, hub).await;
+    }
+    if all {
         commit.delivered();
+    }
+}
+
+/// Performs the reads that live-query windows wait for (a first load, or the rows that follow a
+/// window a row left), before anything else is published: so a window sees every change in
+/// order, and a refill's events go out with the seq of the change that caused it.
+async fn serve_windows(store: &Store, hub: &Hub) {
+    while let Some(work) = hub.next_work() {
+        let Some(read) = hub.read_for(&work) else {
+            continue;
+        };
+        let result = match read.binding.collection() {
+            None => Err(crate::error::ApiError::internal(
+                "a live query on a stream that is not a collection",
+            )),
+            Some(collection) => {
+                let stream = read.binding.meta().stream;
+                store
+                    .read(move |mut c| {
+                        let rows = collection.ranked(
+                            c.reborrow(),
+                            &read.principal,
+                            &read.query,
+                            read.after.as_deref(),
+                            read.limit,
+                        )?;
+                        let head = if read.head {
+                            changelog::stream_head(c, stream)?
+                        } else {
+                            0
+                        };
+                        Ok((rows, head))
+                    })
+                    .await
+            }
+        };
+        hub.finish(&work, result);
     }
 }
 
@@ -87,6 +133,7 @@ async fn catch_up(store: &Store, hub: &Hub, stream: &'static str) {
         };
         for change in &changes {
             hub.publish(change);
+            serve_windows(store, hub).await;
         }
         if (changes.len() as i64) < BATCH {
             return;

@@ -72,6 +72,12 @@ impl CloseReason {
         code: 4008,
         reason: "client did not read fast enough",
     };
+    /// The server could not keep a subscription true (a live query's window could not be read
+    /// from the database); the client may reconnect and subscribe again.
+    pub const INTERNAL: Self = Self {
+        code: 1011,
+        reason: "internal error",
+    };
 }
 
 /// What the writer is asked to send.

@@ -12,6 +12,8 @@ use crate::protocol::Matching;
 pub(crate) struct Subscriptions {
     by_stream: HashMap<&'static str, HashMap<Arc<str>, HashSet<Target>>>,
     count: usize,
+    /// How many of them are live queries.
+    queries: usize,
 }
 
 impl Subscriptions {
@@ -29,8 +31,9 @@ impl Subscriptions {
             .or_default()
             .entry(id.clone())
             .or_default()
-            .insert(target);
+            .insert(target.clone());
         self.count += usize::from(added);
+        self.queries += usize::from(added && matches!(target, Target::Query(_)));
     }
 
     /// Removes what `matching` names; returns the targets removed.
@@ -43,10 +46,10 @@ impl Subscriptions {
         };
         let removed: Vec<Target> = match matching {
             Matching::Exact(target) => targets.take(target).into_iter().collect(),
-            Matching::AnyGroup => {
+            Matching::AnySubscription => {
                 let groups: Vec<Target> = targets
                     .iter()
-                    .filter(|t| matches!(t, Target::Group(..)))
+                    .filter(|t| matches!(t, Target::Group(..) | Target::Query(_)))
                     .cloned()
                     .collect();
                 for target in &groups {
@@ -59,11 +62,20 @@ impl Subscriptions {
             ids.remove(id);
         }
         self.count -= removed.len();
+        self.queries -= removed
+            .iter()
+            .filter(|t| matches!(t, Target::Query(_)))
+            .count();
         removed
     }
 
     pub(crate) fn len(&self) -> usize {
         self.count
+    }
+
+    /// How many live queries the connection follows.
+    pub(crate) fn queries(&self) -> usize {
+        self.queries
     }
 
     /// Every subscription: (stream, id, target).

@@ -190,6 +190,14 @@ impl Connection {
                 self.subscribe(binding, target, request, options, must_exist)
                     .await
             }
+            Command::SubscribeQuery {
+                query,
+                limit,
+                options,
+            } => {
+                self.subscribe_query(binding, &query, limit, request, options)
+                    .await
+            }
             Command::Unsubscribe(matching) => {
                 let id = self.codec.subscription_id(&request.request_id);
                 let stream = binding.meta().stream;

@@ -1,13 +1,16 @@
 //! Subscribing, so that no change is missed or sent twice at the seam between the reply (plain,
 //! replayed from `since`, or with a snapshot) and the live events.
 
+use std::sync::Arc;
+
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::{Connection, Handled};
-use crate::error::ApiError;
-use crate::hub::{EventParts, Subscriber, Target};
+use crate::error::{ApiError, FieldErrors};
+use crate::hub::{EventParts, LiveQuery, Snapshot, Subscriber, Target};
 use crate::protocol::{Echo, Matching, Request, SubscribeOptions};
+use crate::query::parse::QueryInput;
 use crate::resource::binding::{Binding, Input};
 use crate::resource::permissions::Action;
 use crate::resource::to_raw;
@@ -17,6 +20,45 @@ use crate::store::changelog;
 const REPLAY_BATCH: i64 = 500;
 
 impl Connection {
+    /// `subscribe` with `query` (PROTOCOL §4): the query is checked as `list` checks it (the
+    /// errors of §3), for this principal, then followed like any other target.
+    pub(super) async fn subscribe_query(
+        &mut self,
+        binding: &'static dyn Binding,
+        input: &QueryInput,
+        limit: Option<i64>,
+        request: &Request,
+        options: SubscribeOptions,
+    ) -> Result<Handled, ApiError> {
+        // A live query shows what `list` would: it needs both permissions.
+        if !binding.allows(&self.principal, Action::List) {
+            return Err(ApiError::PermissionDenied);
+        }
+        let query = binding.parse_query(&self.principal, input)?;
+        let max = self.app.config().max_page_size;
+        let limit = match limit {
+            None => None,
+            Some(l) if l < 1 => {
+                return Err(FieldErrors::single(
+                    "limit",
+                    "Ensure this value is greater than or equal to 1.",
+                )
+                .into());
+            }
+            Some(l) if l > max => {
+                return Err(FieldErrors::single(
+                    "limit",
+                    format!("Ensure this value is less than or equal to {max}."),
+                )
+                .into());
+            }
+            Some(l) => Some(usize::try_from(l).map_err(ApiError::internal)?),
+        };
+        let live = LiveQuery::new(binding.meta(), query, limit);
+        self.subscribe(binding, Target::Query(live), request, options, None)
+            .await
+    }
+
     /// Registers a subscription and answers it: plainly, after replaying the log from `since`, or
     /// with a snapshot of the group, so that no change is missed or sent twice at the seam.
     ///
@@ -53,6 +95,11 @@ impl Connection {
                     "Too many subscriptions on this connection (limit {limit})."
                 )));
             }
+            if matches!(target, Target::Query(_))
+                && self.subscriptions.queries() >= self.app.config().max_live_queries
+            {
+                return Err(ApiError::TooManySubscriptions);
+            }
         }
         let audience = self.audience(binding);
         let subscriber =
@@ -62,7 +109,23 @@ impl Connection {
             .subscribe(stream, &target, subscriber.clone());
         self.subscriptions.insert(stream, &id, target.clone());
         let echo = request.echo();
-        let result = if let Some(since) = options.since {
+        let window = match &target {
+            Target::Query(live) if live.limit.is_some() => Some(live.clone()),
+            _ => None,
+        };
+        let result = if let Some(live) = window {
+            // A window is not replayed: resuming gets a fresh view (`reset`).
+            let results = options.snapshot || options.since.is_some();
+            self.window(
+                binding,
+                &live,
+                &subscriber,
+                &echo,
+                results,
+                options.since.is_some(),
+            )
+            .await
+        } else if let Some(since) = options.since {
             self.replay(binding, &target, &subscriber, &echo, since, must_exist)
                 .await
         } else if options.snapshot {
@@ -205,6 +268,64 @@ impl Connection {
         Ok(Handled::Sent)
     }
 
+    /// Answers a subscription to a windowed live query from its window, once the feed has
+    /// loaded it: with its rows when `results` (and `"reset": true` when it resumes), always
+    /// with the seq they are current at, after which its events are released.
+    async fn window(
+        &mut self,
+        binding: &'static dyn Binding,
+        live: &Arc<LiveQuery>,
+        subscriber: &Subscriber,
+        echo: &Echo<'_>,
+        results: bool,
+        reset: bool,
+    ) -> Result<Handled, ApiError> {
+        let stream = binding.meta().stream;
+        let audience = subscriber.audience.key.clone();
+        let mut closing = self.outbox.closing();
+        loop {
+            match self.app.hub().snapshot(stream, live, &audience) {
+                Snapshot::Ready { seq, rows } => {
+                    let mut data = format!("{{\"seq\":{seq}");
+                    if results {
+                        data.push_str(",\"results\":[");
+                        for (i, row) in rows.iter().enumerate() {
+                            if i > 0 {
+                                data.push(',');
+                            }
+                            data.push_str(row);
+                        }
+                        data.push(']');
+                    }
+                    if reset {
+                        data.push_str(",\"reset\":true");
+                    }
+                    data.push('}');
+                    let data = RawValue::from_string(data).map_err(ApiError::internal)?;
+                    if self.send_reply(echo, &data).await {
+                        subscriber.release(seq);
+                    }
+                    return Ok(Handled::Sent);
+                }
+                Snapshot::Wait(mut settled) => {
+                    tokio::select! {
+                        changed = settled.changed() => {
+                            if changed.is_err() {
+                                return Err(ApiError::internal("a live query's window went away"));
+                            }
+                        }
+                        _ = closing.changed() => return Ok(Handled::Sent),
+                    }
+                }
+                Snapshot::Failed => {
+                    return Err(ApiError::internal(
+                        "a live query's window could not be read",
+                    ));
+                }
+            }
+        }
+    }
+
     /// Replies with the group's members and the seq they are current at, then releases the live
     /// events after that seq.
     async fn snapshot(
@@ -214,31 +335,55 @@ impl Connection {
         subscriber: &Subscriber,
         echo: &Echo<'_>,
     ) -> Result<Handled, ApiError> {
-        let Target::Group(key, value) = target.clone() else {
-            return Err(ApiError::bad_request(
-                "\"snapshot\" is for group subscriptions.",
-            ));
-        };
         let Some(collection) = binding.collection() else {
             return Err(ApiError::MethodNotAllowed(Some("subscribe".into())));
+        };
+        let target_kind = match target {
+            Target::Query(_) => "query",
+            _ => "group",
         };
         let stream = binding.meta().stream;
         let max = self.app.config().max_snapshot;
         let principal = self.principal.clone();
+        let target = target.clone();
         // One read transaction: the members are exactly those as of `seq`.
         let (seq, count, results) = self
             .app
             .store()
             .read(move |mut c| {
                 let seq = changelog::stream_head(c.reborrow(), stream)?;
-                let (count, results) = collection.members(c, &principal, key, &value, max)?;
+                let (count, results) = match target {
+                    Target::Group(key, value) => {
+                        collection.members(c, &principal, key, &value, max)?
+                    }
+                    Target::Query(live) => {
+                        // One more than a snapshot holds tells that it would not hold them.
+                        let rows = collection.ranked(c, &principal, &live.query, None, max + 1)?;
+                        let data: Vec<&RawValue> = rows
+                            .iter()
+                            .map(|r| serde_json::from_str(&r.data))
+                            .collect::<Result<_, _>>()
+                            .map_err(ApiError::internal)?;
+                        (rows.len() as i64, crate::resource::to_raw(&data)?)
+                    }
+                    Target::Instance(_) => {
+                        return Err(ApiError::bad_request(
+                            "\"snapshot\" is for group subscriptions.",
+                        ));
+                    }
+                };
                 Ok((seq, count, results))
             })
             .await?;
         if count > max {
-            return Err(ApiError::bad_request(format!(
-                "The group has {count} members, more than a snapshot holds ({max}): use list."
-            )));
+            return Err(ApiError::bad_request(match target_kind {
+                "query" => format!(
+                    "The query has more rows than a snapshot holds ({max}): use list, or a limit."
+                ),
+                _ => format!(
+                    "The group has {count} members, more than a snapshot holds ({max}): use list."
+                ),
+            }));
         }
         let data = format!("{{\"seq\":{seq},\"results\":{}}}", results.get());
         let data = RawValue::from_string(data).map_err(ApiError::internal)?;

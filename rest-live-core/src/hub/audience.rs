@@ -93,6 +93,22 @@ impl Audience {
         Some((action, Value::Object(object).to_string().into()))
     }
 
+    /// Whether this audience may read `object` (a row of the change log).
+    pub fn sees(&self, object: &Map<String, Value>) -> bool {
+        !self.restricted || self.binding.visible(&self.principal, object)
+    }
+
+    /// The object of `change` as this audience sees it (JSON text), given its parsed `object`
+    /// (the change's new row).
+    pub fn data_of(&self, change: &Change, object: &Map<String, Value>) -> Arc<str> {
+        if !self.restricted {
+            return Arc::from(change.row.as_str());
+        }
+        let mut object = object.clone();
+        self.binding.present(&self.principal, &mut object);
+        Arc::from(Value::Object(object).to_string())
+    }
+
     /// [`Audience::event`], where a deletion carries the object as this audience last saw it
     /// (its old version, which it could read) when `full_deletes`, not only its pk (see
     /// [`super::EventEncoder::full_deletes`]).

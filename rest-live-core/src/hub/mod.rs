@@ -10,6 +10,7 @@
 
 mod audience;
 mod encoder;
+mod live;
 mod subscriber;
 mod target;
 
@@ -23,6 +24,7 @@ use serde_json::{Map, Value};
 use crate::store::changelog::{Change, ChangeAction};
 pub use audience::{Audience, event_data};
 pub use encoder::{EventEncoder, EventParts};
+pub use live::{LiveQuery, Snapshot, WindowRead, Work};
 use subscriber::SubList;
 pub use subscriber::Subscriber;
 pub use target::Target;
@@ -31,6 +33,7 @@ pub use target::Target;
 struct Subs {
     instance: HashMap<String, SubList>,
     group: HashMap<&'static str, HashMap<String, SubList>>,
+    queries: live::Queries,
 }
 
 struct StreamHub {
@@ -46,6 +49,10 @@ struct StreamHub {
 /// Subscriptions of every stream. Streams are fixed when the app starts.
 pub struct Hub {
     streams: HashMap<&'static str, StreamHub>,
+    /// Reads that live-query windows wait for, in order (see [`Hub::next_work`]).
+    work: Mutex<std::collections::VecDeque<Work>>,
+    /// Wakes the feed when work is queued from outside a publish (a new window).
+    work_queued: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -64,6 +71,8 @@ impl Hub {
                     )
                 })
                 .collect(),
+            work: Mutex::default(),
+            work_queued: tokio::sync::Notify::new(),
         }
     }
 
@@ -84,6 +93,15 @@ impl Hub {
         };
         let mut subs = hub.subs.write().unwrap_or_else(|p| p.into_inner());
         let list = match target {
+            Target::Query(live) => {
+                let stream = self.stream_name(stream);
+                let (added, work) = subs.queries.subscribe(stream, live, sub);
+                if let Some(work) = work {
+                    self.queue(work);
+                    self.work_queued.notify_one();
+                }
+                return (hub.delivered.load(Ordering::Acquire), added);
+            }
             Target::Instance(pk) => subs.instance.entry(pk.clone()).or_default(),
             Target::Group(key, value) => subs
                 .group
@@ -102,8 +120,13 @@ impl Hub {
             return false;
         };
         let mut subs = hub.subs.write().unwrap_or_else(|p| p.into_inner());
-        let Subs { instance, group } = &mut *subs;
+        let Subs {
+            instance,
+            group,
+            queries,
+        } = &mut *subs;
         match target {
+            Target::Query(live) => queries.unsubscribe(live, conn, request_id),
             Target::Instance(pk) => remove_from(instance, pk, conn, request_id),
             Target::Group(key, value) => group
                 .get_mut(key)
@@ -146,9 +169,110 @@ impl Hub {
             return false;
         }
         let deliveries = audience(&subs, change);
+        let mut live = Vec::new();
+        let mut work = Vec::new();
+        if !subs.queries.is_empty() {
+            let stream = self.stream_name(&change.stream);
+            subs.queries.judge(stream, change, &mut live, &mut work);
+        }
         hub.delivered.store(change.seq, Ordering::Release);
         send_frames(deliveries, change);
+        send_live(&change.stream, change.seq, live);
+        for work in work {
+            self.queue(work);
+        }
         true
+    }
+
+    fn stream_name(&self, stream: &str) -> &'static str {
+        self.streams
+            .get_key_value(stream)
+            .map(|(s, _)| *s)
+            .unwrap_or("")
+    }
+
+    fn queue(&self, work: Work) {
+        self.work
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(work);
+    }
+
+    /// The next read a live-query window waits for. The feed performs each (see
+    /// [`Hub::read_for`], [`Hub::finish`]) before it publishes another change.
+    pub fn next_work(&self) -> Option<Work> {
+        self.work
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+
+    /// Resolves when work was queued outside a publish (a window to load).
+    pub async fn work_queued(&self) {
+        self.work_queued.notified().await;
+    }
+
+    /// The read `work` needs; `None` when its window no longer waits for it (every subscriber
+    /// left).
+    pub fn read_for(&self, work: &Work) -> Option<WindowRead> {
+        let hub = self.streams.get(work.stream)?;
+        let subs = hub.subs.read().unwrap_or_else(|p| p.into_inner());
+        subs.queries.read_for(work)
+    }
+
+    /// Installs the result of `work`'s read and sends the events it makes (a refill's arrivals,
+    /// with the seq of the change that made the window short).
+    pub fn finish(
+        &self,
+        work: &Work,
+        result: Result<(Vec<crate::resource::binding::Ranked>, i64), crate::error::ApiError>,
+    ) {
+        let Some(hub) = self.streams.get(work.stream) else {
+            return;
+        };
+        let _publishing = hub.publishing.lock().unwrap_or_else(|p| p.into_inner());
+        let subs = hub.subs.read().unwrap_or_else(|p| p.into_inner());
+        if let Some((view, seq, events)) = subs.queries.finish(work, result) {
+            send_live(work.stream, seq, vec![(view, events)]);
+        }
+    }
+
+    /// Where a subscriber of the windowed query `live` (in `audience`) starts.
+    pub fn snapshot(&self, stream: &str, live: &LiveQuery, audience: &str) -> Snapshot {
+        let Some(hub) = self.streams.get(stream) else {
+            return Snapshot::Failed;
+        };
+        let subs = hub.subs.read().unwrap_or_else(|p| p.into_inner());
+        subs.queries
+            .snapshot(live, audience, hub.delivered.load(Ordering::Acquire))
+    }
+}
+
+/// Sends the events of live-query views, each to every subscriber of its view, in order. A
+/// frame differs only by the subscriber's request id and encoder: subscribers that share both
+/// share the bytes.
+fn send_live(stream: &str, seq: i64, deliveries: Vec<(&live::View, Vec<live::Event>)>) {
+    for (view, events) in deliveries {
+        let label = view.audience.binding.meta().label;
+        for (action, data) in &events {
+            let mut frames: HashMap<(usize, &str), Bytes> = HashMap::new();
+            for sub in view.subs.as_slice() {
+                let frame = frames
+                    .entry((sub.format, &sub.request_id))
+                    .or_insert_with(|| {
+                        sub.encoder.encode(&EventParts {
+                            stream,
+                            label,
+                            action: *action,
+                            subscription: &sub.request_id,
+                            seq,
+                            data,
+                        })
+                    })
+                    .clone();
+                sub.deliver(seq, frame);
+            }
+        }
     }
 }
 

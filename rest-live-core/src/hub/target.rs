@@ -1,7 +1,10 @@
 //! What a subscription follows within one stream, and which event a change is for it.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
+use super::live::LiveQuery;
 use crate::store::changelog::{Change, ChangeAction};
 
 /// What a subscription follows within one stream.
@@ -11,13 +14,17 @@ pub enum Target {
     Instance(String),
     /// Every object whose group key has this value (canonical JSON).
     Group(&'static str, String),
+    /// The result of a query (PROTOCOL §4).
+    Query(Arc<LiveQuery>),
 }
 
 impl Target {
     /// The event this subscription alone gets for `change`, if any. Group subscriptions see
-    /// changes relative to their group: arriving is `create`, leaving is `delete`.
+    /// changes relative to their group: arriving is `create`, leaving is `delete`; a live query
+    /// relative to its matches (a window's events depend on its other rows: it is never replayed).
     pub fn action_for(&self, change: &Change) -> Option<ChangeAction> {
         match self {
+            Target::Query(live) => live.base_action(change),
             Target::Instance(pk) => {
                 (change.action != ChangeAction::Create && *pk == change.pk).then_some(change.action)
             }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use super::{Codec, Command, Echo, Matching, Rejected, Request, SubscribeOptions, Verb, pk_arg};
 use crate::actions::Op;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldErrors};
 use crate::hub::{EventEncoder, EventParts, Target};
 use crate::jobs::Jobs;
 use crate::query::parse::QueryInput;
@@ -269,6 +269,12 @@ impl Codec for Envelope {
                 return Ok(Command::Unsubscribe(Matching::Exact(Target::Instance(key))));
             }
             Verb::Subscribe => {
+                if let Some(query) = p.get("query").filter(|v| !v.is_null()) {
+                    if binding.collection().is_none() {
+                        return Err(not_allowed());
+                    }
+                    return live_query(p, query);
+                }
                 if meta.group_keys.is_empty() {
                     return Err(not_allowed());
                 }
@@ -281,10 +287,10 @@ impl Codec for Envelope {
                 });
             }
             Verb::Unsubscribe => {
-                if meta.group_keys.is_empty() {
+                if meta.group_keys.is_empty() && binding.collection().is_none() {
                     return Err(not_allowed());
                 }
-                return Ok(Command::Unsubscribe(Matching::AnyGroup));
+                return Ok(Command::Unsubscribe(Matching::AnySubscription));
             }
             Verb::Other(name) => {
                 let job = jobs.declared(meta.stream, name).ok_or_else(not_allowed)?;
@@ -346,6 +352,37 @@ fn group_target(
         .canonical_group(key, value)
         .ok_or(ApiError::NotFound)??;
     Ok(Target::Group(key, value))
+}
+
+/// `subscribe` with `query`: `{"filter", "ordering", "limit"}` (PROTOCOL §4; `data` is
+/// accepted for `filter` as in `list`). A page's `offset` or `after` has no meaning for a view.
+fn live_query(payload: &Map<String, Value>, query: &Value) -> Result<Command, ApiError> {
+    if payload.get("group").is_some_and(|g| !g.is_null()) {
+        return Err(ApiError::bad_request(
+            "\"group\" and \"query\" cannot be combined.",
+        ));
+    }
+    let Value::Object(q) = query else {
+        return Err(ApiError::bad_request(
+            "\"query\" must be an object: {\"filter\", \"ordering\", \"limit\"}.",
+        ));
+    };
+    let mut errors = FieldErrors::new();
+    for key in q.keys() {
+        match key.as_str() {
+            "filter" | "data" | "ordering" | "limit" => {}
+            "offset" | "after" => errors.add(key, "Not allowed in a live query."),
+            _ => errors.add(key, "Unknown query argument."),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(Command::SubscribeQuery {
+        query: query_input(q)?,
+        limit: int_arg(q, "limit")?,
+        options: subscribe_options(payload, true)?,
+    })
 }
 
 /// `since` and `snapshot` of a subscribe request.

@@ -20,6 +20,7 @@ use crate::actions::Op;
 use crate::error::ApiError;
 use crate::hub::{EventEncoder, Target};
 use crate::jobs::{JobBinding, Jobs};
+use crate::query::parse::QueryInput;
 use crate::registry::Registry;
 use crate::resource::binding::{Binding, Input};
 
@@ -148,8 +149,8 @@ pub struct SubscribeOptions {
 pub enum Matching {
     /// The one following this target.
     Exact(Target),
-    /// Every group subscription of the stream.
-    AnyGroup,
+    /// Every group and live-query subscription of the stream.
+    AnySubscription,
 }
 
 /// A request, typed and checked against its resource.
@@ -163,6 +164,13 @@ pub enum Command {
         /// pk, checked with the registration (and as of the replay's start with `since`). `None`
         /// for a group, or for an object resumed with `since`, which the replay accounts for.
         must_exist: Option<Input>,
+    },
+    /// `subscribe` with `query` (PROTOCOL §4): checked against the principal's view of the
+    /// resource by the connection, which knows the principal.
+    SubscribeQuery {
+        query: QueryInput,
+        limit: Option<i64>,
+        options: SubscribeOptions,
     },
     Unsubscribe(Matching),
     /// Start a job of the resource (202).

@@ -9,38 +9,13 @@ use std::hash::Hasher;
 use data_encoding::BASE64URL_NOPAD;
 use serde_json::Value;
 
-use super::{Operand, Query};
+use super::Query;
 use crate::meta::ResourceMeta;
 
-/// A stable fingerprint of what a client asked (stream, conditions in any order, ordering).
+/// A stable fingerprint of what a client asked: of its [`canonical`](super::canonical) text.
 pub fn fingerprint(meta: &ResourceMeta, query: &Query) -> u64 {
-    let mut conditions: Vec<String> = query
-        .conditions
-        .iter()
-        .map(|c| {
-            let operand = match &c.operand {
-                Operand::Value(v) => v.to_string(),
-                Operand::List(l) => Value::from(l.clone()).to_string(),
-                Operand::Flag(f) => f.to_string(),
-            };
-            format!(
-                "{}__{}={operand}",
-                meta.fields[c.field].name,
-                c.lookup.name()
-            )
-        })
-        .collect();
-    conditions.sort();
     let mut h = fnv::FnvHasher::default();
-    h.write(meta.stream.as_bytes());
-    for c in &conditions {
-        h.write(&[0]);
-        h.write(c.as_bytes());
-    }
-    for t in &query.ordering {
-        h.write(&[1, u8::from(t.desc)]);
-        h.write(meta.fields[t.field].name.as_bytes());
-    }
+    h.write(super::canonical(meta, query).as_bytes());
     h.finish()
 }
 

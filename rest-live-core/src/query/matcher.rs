@@ -107,21 +107,42 @@ pub fn order(
 ) -> Ordering {
     let terms = super::keyset_terms(ordering, pk_index(meta));
     for term in terms {
-        let field = &meta.fields[term.field];
+        let name = meta.fields[term.field].name;
         let (x, y) = (
-            a.get(field.name).unwrap_or(&Value::Null),
-            b.get(field.name).unwrap_or(&Value::Null),
+            a.get(name).unwrap_or(&Value::Null),
+            b.get(name).unwrap_or(&Value::Null),
         );
-        let o = match compare(field.kind, x, y) {
-            Some(o) => o,
-            None => x.is_null().cmp(&y.is_null()),
-        };
-        let o = if term.desc { o.reverse() } else { o };
+        let o = order_values(meta, term, x, y);
         if o != Ordering::Equal {
             return o;
         }
     }
     Ordering::Equal
+}
+
+/// Orders two positions ([`super::position`]) in `ordering` as [`order`] orders their rows.
+pub fn order_positions(
+    meta: &ResourceMeta,
+    ordering: &[OrderTerm],
+    a: &[Value],
+    b: &[Value],
+) -> Ordering {
+    let terms = super::keyset_terms(ordering, pk_index(meta));
+    for ((term, x), y) in terms.iter().zip(a).zip(b) {
+        let o = order_values(meta, *term, x, y);
+        if o != Ordering::Equal {
+            return o;
+        }
+    }
+    Ordering::Equal
+}
+
+fn order_values(meta: &ResourceMeta, term: OrderTerm, x: &Value, y: &Value) -> Ordering {
+    let o = match compare(meta.fields[term.field].kind, x, y) {
+        Some(o) => o,
+        None => x.is_null().cmp(&y.is_null()),
+    };
+    if term.desc { o.reverse() } else { o }
 }
 
 #[cfg(test)]

@@ -176,3 +176,46 @@ pub fn keyset_terms(ordering: &[OrderTerm], pk: usize) -> Vec<OrderTerm> {
         }))
         .collect()
 }
+
+/// The canonical text of a query on `meta`'s stream: equal for queries that ask the same (the
+/// conditions in any order), different otherwise. Live queries are shared by it and cursors
+/// are bound to it.
+pub fn canonical(meta: &ResourceMeta, query: &Query) -> String {
+    let mut conditions: Vec<String> = query
+        .conditions
+        .iter()
+        .map(|c| {
+            let operand = match &c.operand {
+                Operand::Value(v) => v.to_string(),
+                Operand::List(l) => Value::from(l.clone()).to_string(),
+                Operand::Flag(f) => f.to_string(),
+            };
+            format!(
+                "{}__{}={operand}",
+                meta.fields[c.field].name,
+                c.lookup.name()
+            )
+        })
+        .collect();
+    conditions.sort();
+    conditions.dedup();
+    let ordering: Vec<String> = query
+        .ordering
+        .iter()
+        .map(|t| {
+            format!(
+                "{}{}",
+                if t.desc { "-" } else { "" },
+                meta.fields[t.field].name
+            )
+        })
+        .collect();
+    // Field names and lookups cannot hold NUL, and operands are JSON (a NUL in a string is
+    // escaped), so the separators cannot be forged.
+    format!(
+        "{}\0{}\0{}",
+        meta.stream,
+        conditions.join("\0"),
+        ordering.join(",")
+    )
+}

@@ -56,6 +56,17 @@ fn invalid_cursor() -> ApiError {
     ApiError::Validation(FieldErrors::single("after", "Invalid cursor."))
 }
 
+/// One row of a live query's view: where it sorts and what the subscriber sees of it.
+#[derive(Debug, Clone)]
+pub struct Ranked {
+    /// Canonical JSON of its primary key.
+    pub pk: String,
+    /// Its position in the query's order (see [`crate::query::position`]).
+    pub position: Vec<Value>,
+    /// The object as the principal sees it (JSON text).
+    pub data: std::sync::Arc<str>,
+}
+
 /// A stored object as a reply carries it.
 pub struct Written {
     /// The primary key as it appears in a URL (`7`, or `abc` for a string key).
@@ -130,6 +141,16 @@ pub trait Collection: Send + Sync {
         value: &str,
         limit: i64,
     ) -> Result<(i64, Box<RawValue>), ApiError>;
+    /// The rows of a checked query that `principal` may read, in the query's order, after
+    /// `after` (a position), at most `limit`: the window of a live query and its refills.
+    fn ranked(
+        &self,
+        conn: AnyConn<'_>,
+        principal: &Principal,
+        query: &Query,
+        after: Option<&[Value]>,
+        limit: i64,
+    ) -> Result<Vec<Ranked>, ApiError>;
     fn create(&self, tx: &mut Tx<'_>, data: &Map<String, Value>) -> Result<Written, ApiError>;
     fn update(
         &self,
@@ -480,6 +501,39 @@ impl<R: Resource> Collection for Bound<R> {
             .map(|r| output(principal, r))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((count, to_raw(&rows)?))
+    }
+
+    fn ranked(
+        &self,
+        conn: AnyConn<'_>,
+        principal: &Principal,
+        query: &Query,
+        after: Option<&[Value]>,
+        limit: i64,
+    ) -> Result<Vec<Ranked>, ApiError> {
+        let Some(scoped) = scope_conditions::<R>(principal)? else {
+            return Ok(Vec::new());
+        };
+        let mut full = query.clone();
+        full.conditions.extend(scoped);
+        let slice = Slice {
+            after,
+            limit: Some(limit),
+            offset: 0,
+        };
+        R::db_select(conn, &full, slice)?
+            .iter()
+            .map(|row| {
+                let object = as_object(row)?;
+                let pk = serde_json::to_string(&row.pk()).map_err(ApiError::internal)?;
+                let position = crate::query::position(R::META, &query.ordering, &object);
+                Ok(Ranked {
+                    pk,
+                    position,
+                    data: std::sync::Arc::from(output(principal, row)?.get()),
+                })
+            })
+            .collect()
     }
 
     fn create(&self, tx: &mut Tx<'_>, data: &Map<String, Value>) -> Result<Written, ApiError> {
