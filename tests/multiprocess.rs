@@ -158,6 +158,104 @@ async fn a_write_on_one_process_reaches_subscribers_on_the_other() {
     );
 }
 
+/// A live query's view on one process, kept by its events; writes on the other process.
+#[tokio::test]
+#[ignore = "needs PostgreSQL (REST_LIVE_TEST_POSTGRES_URL): run with -- --ignored"]
+async fn live_queries_on_one_process_follow_writes_on_the_other() {
+    let db = TestDatabase::require_postgres().await;
+    let (a, b) = tokio::join!(
+        ExampleProcess::start("A", &db.url, &[], &[]),
+        ExampleProcess::start("B", &db.url, &[], &[])
+    );
+    let client = reqwest::Client::new();
+    let (_, list) = http(
+        &client,
+        reqwest::Method::POST,
+        b.url("/api/lists/"),
+        Some(json!({"name": "shared"})),
+    )
+    .await
+    .expect("POST /api/lists/");
+    let list = list["id"].as_i64().expect("id");
+    let queries = [
+        ("window", json!({"filter": {"list_id": list}, "ordering": ["-priority"], "limit": 2})),
+        ("open", json!({"filter": {"list_id": list, "done": false}})),
+    ];
+    let mut on_a = WsClient::connect(&a.ws_url()).await;
+    let mut views: Vec<std::collections::BTreeMap<i64, Value>> = Vec::new();
+    for (id, query) in &queries {
+        let reply = on_a
+            .request(json!({"stream": "tasks", "payload": {
+                "action": "subscribe", "request_id": id, "snapshot": true, "query": query}}))
+            .await;
+        assert_eq!(reply["payload"]["response_status"], 201, "{reply}");
+        assert_eq!(reply["payload"]["data"]["results"], json!([]), "{reply}");
+        views.push(Default::default());
+    }
+    let mut on_b = WsClient::connect(&b.ws_url()).await;
+    let mut tasks = Vec::new();
+    // Creates, reorders (rows leave the window and the refill on A reads what B wrote), and
+    // deletes, all on B.
+    let mut writes: Vec<(String, Value)> = Vec::new();
+    for (i, priority) in [3, 7, 1, 9, 5].into_iter().enumerate() {
+        writes.push((
+            "create".into(),
+            json!({"data": {"text": format!("t{i}"), "list_id": list, "priority": priority}}),
+        ));
+    }
+    for step in 0..writes.len() + 6 {
+        let (action, args) = if step < writes.len() {
+            writes[step].clone()
+        } else {
+            let pk = tasks[(step * 3) % tasks.len()];
+            match step % 3 {
+                0 => ("patch".to_owned(), json!({"pk": pk, "data": {"priority": 0}})),
+                1 => ("patch".to_owned(), json!({"pk": pk, "data": {"done": true, "priority": 8}})),
+                _ => ("delete".to_owned(), json!({"pk": pk})),
+            }
+        };
+        let reply = on_b.call("tasks", &action, args).await;
+        assert!(reply.status < 300, "{reply}");
+        if action == "create" {
+            tasks.push(reply.data["id"].as_i64().expect("id"));
+        } else if action == "delete" {
+            let pk = reply.request["payload"]["pk"].as_i64().expect("pk");
+            tasks.retain(|t| *t != pk);
+        }
+        // What `list` on B says each view should be now.
+        for (k, (id, query)) in queries.iter().enumerate() {
+            let mut args = query.as_object().expect("query").clone();
+            args.entry("limit").or_insert(json!(1000));
+            let page = on_b.call("tasks", "list", Value::Object(args)).await.expect(200);
+            let want: std::collections::BTreeMap<i64, Value> = page["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|r| (r["id"].as_i64().expect("id"), r.clone()))
+                .collect();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while views[k] != want {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let Some(Received::Event(frame)) = on_a.recv_any(left).await else {
+                    panic!("view {id} on A after step {step}: {:?}, list on B: {:?}", views[k].keys(), want.keys());
+                };
+                let p = &frame["payload"];
+                let view = &mut views[if p["request_id"] == "window" { 0 } else { 1 }];
+                match p["action"].as_str() {
+                    Some("delete") => {
+                        view.remove(&p["data"]["pk"].as_i64().expect("pk"));
+                    }
+                    _ => {
+                        view.insert(p["data"]["id"].as_i64().expect("id"), p["data"].clone());
+                    }
+                }
+            }
+        }
+    }
+    on_a.expect_silence(Duration::from_millis(300)).await;
+    println!("cross-process: {} tasks left, both views equal list", tasks.len());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Subscribers.
 
