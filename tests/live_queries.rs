@@ -815,11 +815,11 @@ async fn views_equal_list_after_every_change(database: TestDatabase, steps: usiz
 
 #[tokio::test]
 async fn every_view_equals_list_after_every_change_on_sqlite() {
-    views_equal_list_after_every_change(TestDatabase::sqlite(), 150).await;
+    views_equal_list_after_every_change(TestDatabase::sqlite(), 400).await;
 }
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL: cargo test --test live_queries -- --ignored"]
 async fn every_view_equals_list_after_every_change_on_postgres() {
-    views_equal_list_after_every_change(TestDatabase::require_postgres().await, 150).await;
+    views_equal_list_after_every_change(TestDatabase::require_postgres().await, 400).await;
 }

@@ -178,7 +178,10 @@ async fn live_queries_on_one_process_follow_writes_on_the_other() {
     .expect("POST /api/lists/");
     let list = list["id"].as_i64().expect("id");
     let queries = [
-        ("window", json!({"filter": {"list_id": list}, "ordering": ["-priority"], "limit": 2})),
+        (
+            "window",
+            json!({"filter": {"list_id": list}, "ordering": ["-priority"], "limit": 2}),
+        ),
         ("open", json!({"filter": {"list_id": list, "done": false}})),
     ];
     let mut on_a = WsClient::connect(&a.ws_url()).await;
@@ -209,8 +212,14 @@ async fn live_queries_on_one_process_follow_writes_on_the_other() {
         } else {
             let pk = tasks[(step * 3) % tasks.len()];
             match step % 3 {
-                0 => ("patch".to_owned(), json!({"pk": pk, "data": {"priority": 0}})),
-                1 => ("patch".to_owned(), json!({"pk": pk, "data": {"done": true, "priority": 8}})),
+                0 => (
+                    "patch".to_owned(),
+                    json!({"pk": pk, "data": {"priority": 0}}),
+                ),
+                1 => (
+                    "patch".to_owned(),
+                    json!({"pk": pk, "data": {"done": true, "priority": 8}}),
+                ),
                 _ => ("delete".to_owned(), json!({"pk": pk})),
             }
         };
@@ -226,7 +235,10 @@ async fn live_queries_on_one_process_follow_writes_on_the_other() {
         for (k, (id, query)) in queries.iter().enumerate() {
             let mut args = query.as_object().expect("query").clone();
             args.entry("limit").or_insert(json!(1000));
-            let page = on_b.call("tasks", "list", Value::Object(args)).await.expect(200);
+            let page = on_b
+                .call("tasks", "list", Value::Object(args))
+                .await
+                .expect(200);
             let want: std::collections::BTreeMap<i64, Value> = page["results"]
                 .as_array()
                 .expect("results")
@@ -237,7 +249,11 @@ async fn live_queries_on_one_process_follow_writes_on_the_other() {
             while views[k] != want {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let Some(Received::Event(frame)) = on_a.recv_any(left).await else {
-                    panic!("view {id} on A after step {step}: {:?}, list on B: {:?}", views[k].keys(), want.keys());
+                    panic!(
+                        "view {id} on A after step {step}: {:?}, list on B: {:?}",
+                        views[k].keys(),
+                        want.keys()
+                    );
                 };
                 let p = &frame["payload"];
                 let view = &mut views[if p["request_id"] == "window" { 0 } else { 1 }];
@@ -253,7 +269,10 @@ async fn live_queries_on_one_process_follow_writes_on_the_other() {
         }
     }
     on_a.expect_silence(Duration::from_millis(300)).await;
-    println!("cross-process: {} tasks left, both views equal list", tasks.len());
+    println!(
+        "cross-process: {} tasks left, both views equal list",
+        tasks.len()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,6 +30,14 @@ fn allowed(scenario: &str) -> Option<&'static [&'static str]> {
         "reqrep" => &["conns", "duration", "warmup", "tasks", "limit", "ops"],
         "idle" => &["conns", "settle"],
         "writes" => &["writes", "subs", "writers"],
+        "live" => &[
+            "queries",
+            "writes",
+            "subs",
+            "window-subs",
+            "repeat",
+            "cases",
+        ],
         _ => return None,
     })
 }

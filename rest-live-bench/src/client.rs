@@ -228,6 +228,19 @@ pub fn subscribe_frame(list: i64, i: usize, distinct: bool) -> String {
     )
 }
 
+/// The frame subscribing to the live query of `list`'s tasks that are not done (PROTOCOL §4),
+/// request ids as in [`subscribe_frame`]: the same tasks as the group, as a filtered query.
+pub fn query_frame(list: i64, i: usize, distinct: bool) -> String {
+    let request_id = if distinct {
+        format!("s{i}")
+    } else {
+        "s".to_owned()
+    };
+    format!(
+        r#"{{"stream":"tasks","payload":{{"action":"subscribe","request_id":"{request_id}","query":{{"filter":{{"list_id":{list},"done":false}}}}}}}}"#
+    )
+}
+
 /// Opens `n` sockets to `path` and subscribes each to `list`, checking every reply.
 pub async fn subscribers(
     addr: SocketAddr,
@@ -236,11 +249,23 @@ pub async fn subscribers(
     list: i64,
     common: &crate::args::Common,
 ) -> Result<Vec<Ws>> {
+    subscribers_with(addr, path, n, list, common, subscribe_frame).await
+}
+
+/// [`subscribers`] with another subscription frame (`frame(list, i, distinct)`).
+pub async fn subscribers_with(
+    addr: SocketAddr,
+    path: &'static str,
+    n: usize,
+    list: i64,
+    common: &crate::args::Common,
+    frame: fn(i64, usize, bool) -> String,
+) -> Result<Vec<Ws>> {
     let read_buffer = common.client_read_buffer;
     let distinct = common.distinct_request_ids;
     open_many(n, common.connect_concurrency, move |i| async move {
         let mut ws = ws_connect(addr, path, i, read_buffer).await?;
-        let reply = ws_request(&mut ws, subscribe_frame(list, i, distinct)).await?;
+        let reply = ws_request(&mut ws, frame(list, i, distinct)).await?;
         if !reply.contains(r#""response_status":201"#) {
             return Err(format!("subscribe refused: {reply}"));
         }

@@ -26,7 +26,7 @@ use crate::sys::{self, Cpu, CpuSample};
 /// Largest subscribers × writes (one 4-byte slot each).
 const MAX_SLOTS: usize = 100_000_000;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Params {
     pub subs: usize,
     pub writes: usize,
@@ -34,6 +34,9 @@ pub struct Params {
     pub window: usize,
     pub client_tasks: usize,
     pub drain: Duration,
+    /// What each rest-live subscriber subscribes with: `client::subscribe_frame` (a group) or
+    /// `client::query_frame` (a live query of the same tasks).
+    pub subscribe: fn(i64, usize, bool) -> String,
 }
 
 pub async fn run(args: &Args) -> Result<Report> {
@@ -54,6 +57,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         window: args.get("window", 64usize)?.max(1),
         client_tasks: args.get("client-tasks", 0)?,
         drain: Duration::from_secs_f64(args.get("drain", 15.0)?),
+        subscribe: client::subscribe_frame,
     };
     if subs == 0 || writes == 0 {
         return Err("--subs and --writes must be at least 1".into());
@@ -413,7 +417,8 @@ pub async fn phase(
 ) -> Result<Outcome> {
     let bare = server.kind == Kind::Bare;
     let connect_start = Instant::now();
-    let sockets = client::subscribers(server.addr, "/ws", p.subs, list, common).await?;
+    let sockets =
+        client::subscribers_with(server.addr, "/ws", p.subs, list, common, p.subscribe).await?;
     let connect_s = connect_start.elapsed().as_secs_f64();
     let writer_path = if bare { "/pub" } else { "/ws" };
     let writer =

@@ -5,6 +5,7 @@
 //! cargo run --release -p rest-live-bench -- reqrep --conns 50 --duration 5
 //! cargo run --release -p rest-live-bench -- idle --conns 10000
 //! cargo run --release -p rest-live-bench -- writes --writes 1000 --subs 1000
+//! cargo run --release -p rest-live-bench -- live --queries 100,1000,10000 --repeat 3
 //! ```
 //!
 //! Every server runs as a child process (this same binary, `__serve <kind>`), so that its RSS and CPU
@@ -19,6 +20,7 @@ mod args;
 mod client;
 mod fanout;
 mod idle;
+mod live;
 mod report;
 mod reqrep;
 mod server;
@@ -48,6 +50,10 @@ scenarios (each bounded in time, loopback only):
            --conns 10000  --settle 1
   writes   creates/s over WebSocket and HTTP with 0 and S subscribers, vs a raw diesel loop
            --writes 1000  --subs 1000  --writers 4
+  live     live queries: CPU per change with N unaffected queries vs none (indexed and scan);
+           fan-out of one filtered query vs a group; a limit-10 window reordered vs a group
+           --queries 100,1000,10000  --writes 2000  --subs 1000  --window-subs 100  --repeat 3
+           --cases unaffected,fanout,window
 
 common options:
   --json <file>               also write the results as JSON
@@ -116,6 +122,7 @@ fn run(argv: Vec<String>) -> Result<()> {
             "reqrep" => reqrep::run(&args).await,
             "idle" => idle::run(&args).await,
             "writes" => writes::run(&args).await,
+            "live" => live::run(&args).await,
             other => Err(format!("unknown scenario {other:?}\n\n{USAGE}")),
         }
     })?;
