@@ -88,13 +88,46 @@ async fn the_inspector_serves_its_page_and_the_app_s_streams() {
     assert_eq!(
         tasks["fields"][1],
         json!({"name": "text", "type": "String", "read_only": false, "required": true,
-               "filterable": true, "nullable": false, "max_length": 140})
+               "filterable": true, "nullable": false, "max_length": 140,
+               "lookups": ["exact", "iexact", "contains", "icontains", "startswith", "istartswith"],
+               "orderable": true})
+    );
+    // What a live query may name: each field's lookups, whether it orders; the default order.
+    assert_eq!(
+        tasks["fields"][4],
+        json!({"name": "owner", "type": "Option<String>", "read_only": true, "required": false,
+               "filterable": true, "nullable": true, "max_length": null,
+               "lookups": ["exact", "isnull"], "orderable": false})
+    );
+    assert_eq!(tasks["ordering"], json!(["id"]));
+    assert_eq!(tasks["live_queries"], true);
+    // A collection without group keys takes live queries: subscribe and unsubscribe are listed.
+    let lists = &meta["streams"][1];
+    assert_eq!(lists["live_queries"], true);
+    assert_eq!(lists["ordering"], json!(["id"]));
+    assert_eq!(lists["group_keys"], json!([]));
+    assert_eq!(
+        lists["actions"],
+        json!([
+            "list",
+            "retrieve",
+            "create",
+            "update",
+            "patch",
+            "delete",
+            "subscribe_instance",
+            "unsubscribe_instance",
+            "subscribe",
+            "unsubscribe"
+        ])
     );
     // Job states are read and followed only.
     assert_eq!(
         meta["streams"][0]["actions"],
         json!(["retrieve", "subscribe_instance", "unsubscribe_instance"])
     );
+    assert_eq!(meta["streams"][0]["live_queries"], false);
+    assert_eq!(meta["streams"][0]["ordering"], json!([]));
 }
 
 #[tokio::test]

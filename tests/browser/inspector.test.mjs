@@ -1,7 +1,8 @@
 // The inspector page in a real browser: Debian's headless Chromium driven by playwright-core,
 // against the to-do example as users run it (--dev; --demo-users for an app that requires a
 // token). What a user does with the page: composes and sends actions, subscribes, sees events
-// with their seq, follows a job from its 202 reply, and is told why a socket is refused or closed.
+// with their seq, follows a job from its 202 reply, watches a live query's view as a table, and is
+// told why a socket is refused or closed.
 // Screenshots go to INSPECTOR_SCREENSHOTS (default target/browser/; the paths are printed).
 // Skipped, saying why, where Chromium is not installed.
 
@@ -61,6 +62,49 @@ async function screenshot(page, name) {
   const path = join(screenshots, name);
   await page.screenshot({ path });
   console.log(`screenshot: ${path}`);
+}
+
+/** What is cut off or scrolls sideways at the page's width: controls outside their panel, panels
+ * wider than themselves, a page wider than the window. */
+async function layoutProblems(page) {
+  return page.evaluate(() => {
+    const cut = [];
+    for (const node of document.querySelectorAll("button, input, select, textarea, .pill")) {
+      const r = node.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue; // hidden
+      const panel = node.closest("section, header");
+      const box = panel ? panel.getBoundingClientRect() : { left: 0, right: innerWidth };
+      if (r.left < Math.max(0, box.left) - 0.5 || r.right > Math.min(innerWidth, box.right) + 0.5) {
+        cut.push(`${node.tagName.toLowerCase()}#${node.id || node.dataset.testid || "?"} [${r.left}, ${r.right}]`);
+      }
+    }
+    const panels = [...document.querySelectorAll("section")]
+      .filter((s) => s.scrollWidth > s.clientWidth + 1)
+      .map((s) => `${s.id}: ${s.scrollWidth} > ${s.clientWidth}`);
+    return { scrollWidth: document.documentElement.scrollWidth, innerWidth, cut, panels };
+  });
+}
+
+function assertLayout(layout) {
+  assert.ok(layout.scrollWidth <= layout.innerWidth, `the page is ${layout.scrollWidth} px wide in ${layout.innerWidth}`);
+  assert.deepEqual(layout.cut, [], "controls cut off");
+  assert.deepEqual(layout.panels, [], "panels scrolling sideways");
+}
+
+/** The pks of the live table's rows, top to bottom. */
+const liveRows = (page) => page.$$eval("[data-testid=live-row]", (rows) => rows.map((r) => r.dataset.pk));
+const liveSeq = async (page) => Number(await page.locator("[data-testid=live-seq]").textContent());
+
+/** Waits until the live table shows exactly these rows, in this order (a clear failure if not). */
+async function waitForRows(page, pks, what) {
+  const want = pks.map(String);
+  try {
+    await page.waitForFunction(
+      (w) => JSON.stringify([...document.querySelectorAll("[data-testid=live-row]")].map((r) => r.dataset.pk)) === JSON.stringify(w),
+      want, { timeout: 10_000 });
+  } catch (e) {
+    assert.fail(`${what}: the live table shows ${JSON.stringify(await liveRows(page))}, not ${JSON.stringify(want)} (${e.message.split("\n")[0]})`);
+  }
 }
 
 /** The frame the composer would send, as JSON. */
@@ -249,29 +293,127 @@ test("at 800 px wide nothing is cut off, and a job is followed from its 202 repl
     assert.equal(await page.locator("[data-testid=subscriptions] tr[data-request-id='\"r2\"']").count(), 1);
 
     // At 800 px: no horizontal scrolling, in the page or in any panel, and every control whole.
-    const layout = await page.evaluate(() => {
-      const cut = [];
-      for (const node of document.querySelectorAll("button, input, select, textarea, .pill")) {
-        const r = node.getBoundingClientRect();
-        if (r.width === 0 && r.height === 0) continue; // hidden
-        const panel = node.closest("section, header");
-        const box = panel ? panel.getBoundingClientRect() : { left: 0, right: innerWidth };
-        if (r.left < Math.max(0, box.left) - 0.5 || r.right > Math.min(innerWidth, box.right) + 0.5) {
-          cut.push(`${node.tagName.toLowerCase()}#${node.id || node.dataset.testid || "?"} [${r.left}, ${r.right}]`);
-        }
-      }
-      const panels = [...document.querySelectorAll("section")]
-        .filter((s) => s.scrollWidth > s.clientWidth + 1)
-        .map((s) => `${s.id}: ${s.scrollWidth} > ${s.clientWidth}`);
-      return { scrollWidth: document.documentElement.scrollWidth, innerWidth, cut, panels };
-    });
-    assert.ok(layout.scrollWidth <= layout.innerWidth, `the page is ${layout.scrollWidth} px wide in ${layout.innerWidth}`);
-    assert.deepEqual(layout.cut, [], "controls cut off");
-    assert.deepEqual(layout.panels, [], "panels scrolling sideways");
+    assertLayout(await layoutProblems(page));
     await screenshot(page, "inspector-800.png");
     // The same at a desktop width (docs/inspector.png is this one).
     await page.setViewportSize({ width: 1280, height: 800 });
     await screenshot(page, "inspector-job-1280.png");
+    assert.deepEqual(problems, [], "no script errors on the page");
+  } finally {
+    await server.stop();
+  }
+});
+
+test("a live query's view is a table that events keep sorted, windowed and current", { skip, timeout: 120_000 }, async () => {
+  const server = await startExample({ args: ["--dev"] });
+  try {
+    const list = await api(server.url, "POST", "/api/lists/", { name: "Errands" });
+    const other = await api(server.url, "POST", "/api/lists/", { name: "Elsewhere" });
+    assert.equal(list.status, 201);
+    assert.equal(other.status, 201);
+    const listId = list.body.id;
+    const task = async (text, priority) => {
+      const created = await api(server.url, "POST", "/api/tasks/", { text, list_id: listId, priority });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      return created.body.id;
+    };
+    const low = await task("post letters", 1);
+    const mid = await task("buy stamps", 3);
+    const high = await task("pay rent", 5);
+    // Another list's task never shows.
+    assert.equal((await api(server.url, "POST", "/api/tasks/", { text: "elsewhere", list_id: other.body.id, priority: 9 })).status, 201);
+
+    const { page, problems } = await openInspector(server, { width: 1440, height: 900 });
+    await waitForStatus(page, "connected");
+    await page.locator(".stream[data-stream=tasks]").waitFor();
+
+    // The form: collection streams only, a filter example from the stream's lookups.
+    assert.deepEqual(await page.$$eval("[data-testid=live-stream] option", (o) => o.map((x) => x.value)), ["lists", "tasks"]);
+    await page.selectOption("[data-testid=live-stream]", "tasks");
+    const example = JSON.parse(await page.getAttribute("[data-testid=live-filter]", "placeholder"));
+    assert.equal(example.list_id, 1, `the example filters by the group key: ${JSON.stringify(example)}`);
+    assert.ok(Object.keys(example).some((k) => k.includes("__")), `the example shows a lookup: ${JSON.stringify(example)}`);
+
+    // Watch the list's two highest-priority tasks.
+    await page.fill("[data-testid=live-filter]", JSON.stringify({ list_id: listId }));
+    await page.fill("[data-testid=live-ordering]", "-priority");
+    await page.fill("[data-testid=live-limit]", "2");
+    await page.click("[data-testid=live-watch]");
+    const sent = page.locator(".entry[data-kind=sent][data-action=subscribe]");
+    await sent.waitFor();
+    const subscribe = JSON.parse(await sent.locator("pre").textContent()).payload;
+    assert.deepEqual(subscribe, {
+      action: "subscribe", request_id: subscribe.request_id, snapshot: true,
+      query: { filter: { list_id: listId }, ordering: ["-priority"], limit: 2 },
+    });
+    await waitForRows(page, [high, mid], "the snapshot");
+    const headers = await page.$$eval("[data-testid=live-table] th", (th) => th.map((x) => x.textContent));
+    assert.deepEqual(headers, ["id", "text", "done", "list_id", "owner", "priority", "note"]);
+    const texts = await page.$$eval("[data-testid=live-row] td[data-field=text]", (td) => td.map((x) => x.textContent));
+    assert.deepEqual(texts, ["pay rent", "buy stamps"]);
+    let seq = await liveSeq(page);
+    assert.ok(seq > 0, "the summary shows the snapshot's seq");
+    assert.match(await page.locator("[data-testid=live-summary]").textContent(), /2 rows/);
+    // It is a subscription like the others, following the query.
+    const subRow = page.locator(`[data-testid=subscriptions] tr[data-request-id='${JSON.stringify(subscribe.request_id)}']`);
+    assert.match(await subRow.textContent(), /query .*"-priority"/);
+
+    // A higher-priority task enters first, highlighted; the old second place leaves the window.
+    const urgent = await task("fix the roof", 8);
+    await waitForRows(page, [urgent, high], "after a higher-priority create");
+    assert.ok(await page.locator(`[data-testid=live-row][data-pk="${urgent}"]`).evaluate((r) => r.classList.contains("flash")),
+      "the row that entered is highlighted");
+    assert.ok((await liveSeq(page)) > seq, "the seq moves on");
+    seq = await liveSeq(page);
+
+    // Moved to another list, it leaves the view; the next one moves up into the window.
+    assert.equal((await api(server.url, "PATCH", `/api/tasks/${urgent}/`, { list_id: other.body.id })).status, 200);
+    await waitForRows(page, [high, mid], "after a patch that leaves the filter");
+    assert.ok((await liveSeq(page)) > seq);
+    seq = await liveSeq(page);
+
+    // An update that stays in the view re-sorts it.
+    assert.equal((await api(server.url, "PATCH", `/api/tasks/${mid}/`, { priority: 7, text: "buy stamps now" })).status, 200);
+    await waitForRows(page, [mid, high], "after a priority raise");
+    assert.equal(await page.locator(`[data-testid=live-row][data-pk="${mid}"] td[data-field=text]`).textContent(), "buy stamps now");
+
+    // Deleted: gone, and the last one moves up.
+    assert.equal((await api(server.url, "DELETE", `/api/tasks/${high}/`)).status, 204);
+    await waitForRows(page, [mid, low], "after a delete");
+    assert.ok((await liveSeq(page)) > seq);
+    await screenshot(page, "inspector-live-query.png");
+
+    // A bad query: its errors next to the form; the view watched goes on.
+    assert.equal(await page.locator("[data-testid=live-error]").isVisible(), false);
+    await page.fill("[data-testid=live-filter]", JSON.stringify({ text__regex: "a" }));
+    await page.click("[data-testid=live-watch]");
+    await page.locator("[data-testid=live-error]", { hasText: "Unknown filter." }).waitFor();
+    assert.match(await page.locator("[data-testid=live-error]").textContent(), /text__regex: Unknown filter\./);
+    assert.deepEqual(await liveRows(page), [String(mid), String(low)]);
+    await screenshot(page, "inspector-live-query-error.png");
+
+    // Reconnect: the query is subscribed again with a snapshot, which replaces the table.
+    await page.click("[data-testid=connect]");
+    await page.locator(".entry[data-kind=sent][data-action=subscribe]").nth(2).waitFor();
+    const again = JSON.parse(await page.locator(".entry[data-kind=sent][data-action=subscribe] pre").nth(2).textContent()).payload;
+    assert.deepEqual(again, subscribe, "the same query, request_id and snapshot, no since");
+    await page.locator(".entry[data-kind=reply][data-action=subscribe] [data-testid=status-code]", { hasText: "201" }).nth(1).waitFor();
+    await waitForRows(page, [mid, low], "after the reconnect");
+    assert.equal(await page.locator("[data-testid=live-state]").textContent(), "live");
+    assert.equal((await api(server.url, "POST", "/api/tasks/", { text: "call mum", list_id: listId, priority: 9 })).status, 201);
+    await page.waitForFunction(() => document.querySelector("[data-testid=live-row] td[data-field=text]")?.textContent === "call mum");
+    assert.equal((await liveRows(page)).length, 2);
+
+    // Narrow, with the table: nothing cut off or scrolling sideways.
+    await page.setViewportSize({ width: 800, height: 900 });
+    assertLayout(await layoutProblems(page));
+    await screenshot(page, "inspector-live-query-800.png");
+    await page.setViewportSize({ width: 1440, height: 900 });
+
+    // Unsubscribe from the Subscriptions table: the view stops.
+    await subRow.locator("[data-testid=unsubscribe]").click();
+    await page.waitForFunction(() => document.querySelector("[data-testid=live-state]")?.textContent === "stopped");
+    assert.equal(await subRow.count(), 0);
     assert.deepEqual(problems, [], "no script errors on the page");
   } finally {
     await server.stop();

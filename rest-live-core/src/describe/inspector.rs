@@ -1,6 +1,7 @@
 //! What the browser inspector shows about an app (served by adapters as JSON at
-//! `<inspector_path>/meta`): every stream with its fields, group keys and actions, the endpoints,
-//! whether a credential is required, and the stream that jobs are followed on.
+//! `<inspector_path>/meta`): every stream with its fields (their lookups and whether they order),
+//! group keys, default order and actions, whether it takes live queries, the endpoints, whether a
+//! credential is required, and the stream that jobs are followed on.
 
 use serde_json::{Value, json};
 
@@ -46,7 +47,9 @@ fn stream(app: &App, binding: &'static dyn Binding) -> Value {
     if meta.instance_subscribable {
         actions.extend(["subscribe_instance", "unsubscribe_instance"]);
     }
-    if !meta.group_keys.is_empty() {
+    // `subscribe` follows a group, or (on every collection) keeps a live query's view.
+    let live_queries = binding.collection().is_some();
+    if !meta.group_keys.is_empty() || live_queries {
         actions.extend(["subscribe", "unsubscribe"]);
     }
     let fields: Vec<Value> = meta
@@ -61,6 +64,8 @@ fn stream(app: &App, binding: &'static dyn Binding) -> Value {
                 "filterable": f.filterable,
                 "nullable": f.nullable,
                 "max_length": f.max_length,
+                "lookups": f.lookups.iter().map(|l| l.name()).collect::<Vec<_>>(),
+                "orderable": f.orderable,
             })
         })
         .collect();
@@ -71,6 +76,8 @@ fn stream(app: &App, binding: &'static dyn Binding) -> Value {
         "fields": fields,
         "group_keys": meta.group_keys,
         "instance_subscribable": meta.instance_subscribable,
+        "ordering": meta.ordering,
+        "live_queries": live_queries,
         "actions": actions,
         "jobs": jobs,
     })
