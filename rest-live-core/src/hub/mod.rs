@@ -249,27 +249,35 @@ impl Hub {
 }
 
 /// Sends the events of live-query views, each to every subscriber of its view, in order. A
-/// frame differs only by the subscriber's request id and encoder: subscribers that share both
-/// share the bytes.
+/// frame differs only by the subscriber's request id and encoder: consecutive subscribers that
+/// share both (clients that all subscribe as `"q1"`) share the bytes.
 fn send_live(stream: &str, seq: i64, deliveries: Vec<(&live::View, Vec<live::Event>)>) {
     for (view, events) in deliveries {
         let label = view.audience.binding.meta().label;
         for (action, data) in &events {
-            let mut frames: HashMap<(usize, &str), Bytes> = HashMap::new();
+            let mut last: Option<((usize, &str), Bytes)> = None;
             for sub in view.subs.as_slice() {
-                let frame = frames
-                    .entry((sub.format, &sub.request_id))
-                    .or_insert_with(|| {
-                        sub.encoder.encode(&EventParts {
+                let request_id = if sub.names_subscription {
+                    &*sub.request_id
+                } else {
+                    ""
+                };
+                let key = (sub.format, request_id);
+                let frame = match &last {
+                    Some((k, frame)) if *k == key => frame.clone(),
+                    _ => {
+                        let frame = sub.encoder.encode(&EventParts {
                             stream,
                             label,
                             action: *action,
                             subscription: &sub.request_id,
                             seq,
                             data,
-                        })
-                    })
-                    .clone();
+                        });
+                        last = Some((key, frame.clone()));
+                        frame
+                    }
+                };
                 sub.deliver(seq, frame);
             }
         }
