@@ -120,7 +120,7 @@ pub fn order(
     Ordering::Equal
 }
 
-/// Orders two positions ([`super::position`]) in `ordering` as [`order`] orders their rows.
+/// Orders two positions (see `query::position`) in `ordering` as [`order`] orders their rows.
 pub fn order_positions(
     meta: &ResourceMeta,
     ordering: &[OrderTerm],
