@@ -53,7 +53,7 @@ pub use rest_live_core::{
     Permissions, Principal, Resource, ResourceMeta, Retention, Scope, TokenStore, Tx, WeakApp,
     register_job,
 };
-pub use rest_live_macros::{resource, subscribable};
+pub use rest_live_macros::{actions, resource, subscribable};
 
 /// The warp filter serving every registered resource, and the server to run it with:
 /// `rest_live::serve(app.clone(), rest_live::routes(app), listener).await`. (The adapter crate
@@ -71,7 +71,7 @@ pub mod testing;
 /// What a module declaring resources needs.
 pub mod prelude {
     pub use crate::{
-        Action, ApiError, App, FieldErrors, Hooks, Permissions, Principal, Scope, Tx, resource,
-        subscribable,
+        Action, ApiError, App, FieldErrors, Hooks, Permissions, Principal, Scope, Tx, actions,
+        resource, subscribable,
     };
 }

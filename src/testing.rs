@@ -384,6 +384,26 @@ impl TestServer {
         self.client.delete(path)
     }
 
+    /// A custom action (docs/protocol.md §5) in one line: `POST /api/<stream>/<pk>/<name>/`
+    /// (or `/api/<stream>/<name>/` without a pk) with `args` as the body.
+    ///
+    /// ```no_run
+    /// # async fn demo(server: rest_live::testing::TestServer) {
+    /// use serde_json::json;
+    /// let task = server.action("tasks", Some(7), "complete", json!({})).await.expect(200);
+    /// let cleared = server.action("tasks", None::<i64>, "clear_done", json!({"list_id": 1})).await;
+    /// # }
+    /// ```
+    pub fn action(
+        &self,
+        stream: &str,
+        pk: Option<impl fmt::Display>,
+        name: &str,
+        args: Value,
+    ) -> HttpRequest {
+        self.client.action(stream, pk, name, args)
+    }
+
     /// One request in a single call: `method path` with an optional JSON body and extra headers
     /// (e.g. `("authorization", "Bearer alice-token")`); `.await` it.
     pub fn call(
@@ -513,6 +533,22 @@ impl HttpClient {
     /// `DELETE path`.
     pub fn delete(&self, path: &str) -> HttpRequest {
         self.request(Method::DELETE, path)
+    }
+
+    /// A custom action: `POST /api/<stream>/<pk>/<name>/` (or `/api/<stream>/<name>/`), with
+    /// `args` as the body (see [`TestServer::action`]).
+    pub fn action(
+        &self,
+        stream: &str,
+        pk: Option<impl fmt::Display>,
+        name: &str,
+        args: Value,
+    ) -> HttpRequest {
+        let path = match pk {
+            Some(pk) => format!("/api/{stream}/{pk}/{name}/"),
+            None => format!("/api/{stream}/{name}/"),
+        };
+        self.post(&path, args)
     }
 
     /// One request in a single call: `method path` with an optional JSON body and extra

@@ -75,6 +75,7 @@ impl Permissions<Notice> for NoticePolicy {
             Action::Create | Action::Subscribe => !principal.is_anonymous(),
             Action::Delete => principal.has_role("admin"),
             Action::List | Action::Retrieve | Action::Update => true,
+            Action::Custom(_) => true,
         }
     }
 

@@ -102,6 +102,44 @@ pub struct Task {
     pub note: Option<String>,
 }
 
+/// The arguments of `clear_done`.
+#[derive(Deserialize, Serialize)]
+pub struct ClearDone {
+    /// The list whose done tasks go.
+    pub list_id: i32,
+}
+
+/// What `clear_done` did.
+#[derive(Deserialize, Serialize)]
+pub struct Cleared {
+    pub deleted: usize,
+}
+
+#[actions]
+impl Task {
+    /// Marks the task done (a done task stays done).
+    #[action(detail)]
+    fn complete(&mut self, _tx: &mut Tx<'_>) -> Result<Task, ApiError> {
+        self.done = true;
+        Ok(self.clone())
+    }
+
+    /// Deletes the done tasks of a list that the caller may see, in one transaction.
+    #[action(collection)]
+    fn clear_done(tx: &mut Tx<'_>, args: ClearDone) -> Result<Cleared, ApiError> {
+        let filter = json!({ "list_id": args.list_id, "done": true });
+        let done: Vec<Task> = tx.filter(filter.as_object().unwrap_or(&Map::new()))?;
+        let mut deleted = 0;
+        for task in done {
+            if tx.can_read(&task)? {
+                tx.delete(task)?;
+                deleted += 1;
+            }
+        }
+        Ok(Cleared { deleted })
+    }
+}
+
 /// Users read and write what they own; anonymous clients what was made anonymously; admins
 /// everything. The `owner` field is shown to admins only.
 pub struct OwnerOnly;

@@ -8,6 +8,7 @@ use crate::app::App;
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldErrors};
 use crate::query::parse::QueryInput;
+use crate::resource::action::ActionBinding;
 use crate::resource::binding::{Binding, Collection, Input, PageRequest, Start};
 use crate::resource::permissions::Action;
 use crate::resource::tx;
@@ -164,4 +165,27 @@ pub async fn execute(
             })
         }
     }
+}
+
+/// Runs a custom action (docs/protocol.md §5) for `principal`: its permission
+/// (`Permissions::allows` with [`Action::Custom`]), then the action in one write transaction,
+/// whose writes are published after the commit. 200 with what it returned.
+pub async fn custom(
+    app: &App,
+    principal: &Principal,
+    action: &'static dyn ActionBinding,
+    pk: Option<Input>,
+    args: Value,
+) -> Result<Outcome, ApiError> {
+    if !action
+        .resource()
+        .allows(principal, Action::Custom(action.name()))
+    {
+        return Err(ApiError::PermissionDenied);
+    }
+    let data = tx::write(app.store(), principal.clone(), move |tx| {
+        action.run(tx, pk.as_ref(), &args)
+    })
+    .await?;
+    Ok(Outcome::ok(200, data))
 }

@@ -11,6 +11,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::jobs::{JOBS_STREAM, JobBinding, Jobs};
 use crate::query::parse::QueryInput;
+use crate::resource::action::ActionBinding;
 use crate::resource::binding::Input;
 use crate::throttle::retry_after_secs;
 
@@ -107,6 +108,19 @@ async fn route(
     let (stream, pk) = match segments {
         [stream] => (stream, None),
         [stream, pk] if !pk.is_empty() => (stream, Some(pk.clone())),
+        [stream, pk, name]
+            if !pk.is_empty()
+                && let Some(action) = app.registry().action(stream, name)
+                && action.detail() =>
+        {
+            if method != "POST" {
+                return Err((
+                    ApiError::MethodNotAllowed(Some(method.to_owned())),
+                    Some(JOB_START_METHODS),
+                ));
+            }
+            return run_action(app, principal, action, Some(Input::Text(pk.clone())), &req).await;
+        }
         [stream, pk, job] if !pk.is_empty() && method == "POST" => {
             let binding = app
                 .registry()
@@ -138,6 +152,19 @@ async fn route(
         .registry()
         .get(stream)
         .ok_or_else(|| (ApiError::UnknownStream(stream.clone()), None))?;
+    if let Some(name) = &pk
+        && let Some(action) = app.registry().action(binding.meta().stream, name)
+        && !action.detail()
+    {
+        if method != "POST" {
+            // An action's path takes only POST.
+            return Err((
+                ApiError::MethodNotAllowed(Some(method.to_owned())),
+                Some(JOB_START_METHODS),
+            ));
+        }
+        return run_action(app, principal, action, None, &req).await;
+    }
     if let Some(name) = &pk
         && let Some(job) = app.jobs().declared(binding.meta().stream, name)
         && !job.on_object()
@@ -199,6 +226,36 @@ async fn route(
     })
 }
 
+/// The arguments of a job or an action: the body's object; an empty body is no arguments.
+fn args_of(req: &HttpRequest) -> Result<Map<String, Value>, Failure> {
+    if req.body.iter().all(u8::is_ascii_whitespace) && req.content_type.is_none() {
+        Ok(Map::new())
+    } else {
+        body_object(req).map_err(|e| (e, None))
+    }
+}
+
+/// 200 with what the custom action returned.
+async fn run_action(
+    app: &App,
+    principal: &Principal,
+    action: &'static dyn ActionBinding,
+    pk: Option<Input>,
+    req: &HttpRequest,
+) -> Result<HttpResponse, Failure> {
+    let args = args_of(req)?;
+    let outcome = actions::custom(app, principal, action, pk, Value::Object(args))
+        .await
+        .map_err(|e| (e, None))?;
+    Ok(HttpResponse {
+        status: outcome.status,
+        body: outcome.data.map(|d| d.get().as_bytes().to_vec()),
+        location: None,
+        allow: None,
+        retry_after: None,
+    })
+}
+
 /// 202 Accepted with `Location` to the job's state.
 async fn start_job(
     app: &App,
@@ -208,11 +265,7 @@ async fn start_job(
     req: &HttpRequest,
 ) -> Result<HttpResponse, Failure> {
     // A job without arguments may be started with an empty body.
-    let args = if req.body.iter().all(u8::is_ascii_whitespace) && req.content_type.is_none() {
-        Map::new()
-    } else {
-        body_object(req).map_err(|e| (e, None))?
-    };
+    let args = args_of(req)?;
     let state = app
         .jobs()
         .start(principal, job, pk, Value::Object(args))

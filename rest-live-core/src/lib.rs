@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | shared | `json`, `error`, `meta`, `query`, `config`, `outbox`, `auth`, `throttle` | strict JSON decoding, errors, what resources declare, the query model, settings, a connection's outgoing queue, principals, rate limits |
 //! | store | `store` (+ `changelog`) | pool, transactions, the change log |
-//! | resources | `resource` (+ `tx`, `binding`, `permissions`) | the model traits, hooks, policies, write transactions |
+//! | resources | `resource` (+ `tx`, `binding`, `permissions`, `action`) | the model traits, hooks, policies, write transactions, custom actions |
 //! | delivery | `hub`, `feed` | subscriptions and fan-out; committed changes into the hub |
 //! | jobs | `jobs` | declared jobs, their records, workers and stream |
 //! | wiring | `registry`, `app` | what is registered; the running application |
@@ -60,6 +60,7 @@ pub use store::AnyConn;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__with_conn;
+    pub use crate::describe::schema::{SchemaProbe, TraceDeserialize, TraceNothing, schema_of};
     pub use crate::error::{ApiError, FieldErrors};
     pub use crate::jobs::{JobBound, JobRegistration};
     pub use crate::query::sql::{Cmp, bad_operand, collate, operand, operands, text_match};
@@ -67,6 +68,7 @@ pub mod __private {
         Condition, Fetched, Operand, OrderTerm, Query, Read, Slice, keyset_terms,
     };
     pub use crate::registry::Registration;
+    pub use crate::resource::action::{ActionBound, ActionRegistration, CustomAction};
     pub use crate::resource::binding::Bound;
     pub use crate::resource::generated::*;
     pub use crate::resource::permissions::{AllowAll, Permissions, SetsOpen, SetsPresents};
@@ -78,6 +80,7 @@ pub mod __private {
     pub use ::core::result::Result::{self, Err, Ok};
     pub use ::diesel;
     pub use ::inventory;
+    pub use ::serde_json;
     pub use ::serde_json::{Map, Value};
     pub use ::std::boxed::Box;
     pub use ::std::string::String;

@@ -14,6 +14,7 @@ use rest_live_names::{BUILT_IN_ACTIONS, check_stream_name};
 
 use crate::error::Error;
 use crate::jobs::{JOBS_BINDING, JOBS_STREAM, JobBinding, JobRegistration};
+use crate::resource::action::{ActionBinding, ActionRegistration};
 use crate::resource::binding::Binding;
 
 /// One resource, as submitted by generated code.
@@ -28,6 +29,8 @@ inventory::collect!(Registration);
 pub struct Registry {
     by_stream: BTreeMap<&'static str, &'static dyn Binding>,
     jobs: Vec<&'static dyn JobBinding>,
+    /// Custom actions by (stream, name).
+    actions: BTreeMap<(&'static str, &'static str), &'static dyn ActionBinding>,
 }
 
 impl Registry {
@@ -69,10 +72,12 @@ impl Registry {
                 ));
             }
         }
+        let actions = Self::actions(&registry, &jobs, &mut problems);
         if !problems.is_empty() {
             return Err(Error::Registry(problems.join("; ")));
         }
         registry.jobs = jobs;
+        registry.actions = actions;
         // The built-in stream of job states.
         registry.by_stream.insert(JOBS_STREAM, &JOBS_BINDING);
         Ok(registry)
@@ -81,6 +86,77 @@ impl Registry {
     /// The declared jobs.
     pub fn jobs(&self) -> &[&'static dyn JobBinding] {
         &self.jobs
+    }
+
+    /// Collects the custom actions (`#[actions]`) and checks them: each on a registered stream,
+    /// and one name per stream among its actions and jobs (an action declared twice with one name,
+    /// in two `impl` blocks, or an action and a job of one name, names both declarations).
+    fn actions(
+        registry: &Registry,
+        jobs: &[&'static dyn JobBinding],
+        problems: &mut Vec<String>,
+    ) -> BTreeMap<(&'static str, &'static str), &'static dyn ActionBinding> {
+        let mut all: Vec<&'static dyn ActionBinding> = inventory::iter::<ActionRegistration>
+            .into_iter()
+            .map(|r| r.action)
+            .collect();
+        all.sort_by_key(|a| (a.resource().meta().stream, a.name(), a.location()));
+        let mut by_name: BTreeMap<(&'static str, &'static str), &'static dyn ActionBinding> =
+            BTreeMap::new();
+        for action in all {
+            let meta = action.resource().meta();
+            let (stream, name) = (meta.stream, action.name());
+            let here = format!(
+                "action `{name}` of {} ({})",
+                meta.type_name,
+                action.location()
+            );
+            if registry.get(stream).is_none() {
+                // Its resource is not served (not registered, or vanished): nor is the action.
+                continue;
+            }
+            if BUILT_IN_ACTIONS.contains(&name) || check_stream_name(name).is_some() {
+                problems.push(format!(
+                    "{here}: an action name must be ASCII letters, digits, '_' or '-', and not a built-in action"
+                ));
+                continue;
+            }
+            if let Some(first) = by_name.get(&(stream, name)) {
+                if first.location() != action.location() {
+                    problems.push(format!(
+                        "stream {stream:?} declares the action `{name}` twice: {} and {}",
+                        first.location(),
+                        action.location()
+                    ));
+                }
+                continue;
+            }
+            if let Some(job) = jobs
+                .iter()
+                .find(|j| j.resource().meta().stream == stream && j.name() == name)
+            {
+                problems.push(format!(
+                    "stream {stream:?} has a job and an action both named `{name}`: {here} and the job {}",
+                    job.type_name()
+                ));
+                continue;
+            }
+            by_name.insert((stream, name), action);
+        }
+        by_name
+    }
+
+    /// The custom action `name` of `stream`, if declared.
+    pub fn action(&self, stream: &str, name: &str) -> Option<&'static dyn ActionBinding> {
+        self.actions
+            .iter()
+            .find(|((s, n), _)| *s == stream && *n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// Every custom action, by stream and name.
+    pub fn custom_actions(&self) -> impl Iterator<Item = &'static dyn ActionBinding> + '_ {
+        self.actions.values().copied()
     }
 
     fn from_bindings(all: Vec<&'static dyn Binding>) -> Result<Self, Error> {
@@ -106,6 +182,7 @@ impl Registry {
             Ok(Self {
                 by_stream,
                 jobs: Vec::new(),
+                actions: BTreeMap::new(),
             })
         } else {
             Err(Error::Registry(problems.join("; ")))

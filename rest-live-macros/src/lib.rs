@@ -1,10 +1,11 @@
-//! Attribute macros of rest-live: `#[resource]` and `#[subscribable]`.
+//! Attribute macros of rest-live: `#[resource]`, `#[subscribable]` and `#[actions]`.
 //!
 //! Entry points only: each parses into a typed model (`model`), checks it (`check`) and
 //! generates from the model alone (`expand`); every error is collected and spanned.
 
 #![warn(missing_docs)]
 
+mod actions;
 mod check;
 mod ctxt;
 mod expand;
@@ -107,4 +108,52 @@ pub fn subscribable(args: TokenStream, input: TokenStream) -> TokenStream {
         .count();
     input.attrs.insert(at + 1 + after, attr);
     quote!(#input).into()
+}
+
+/// Declares custom actions of a resource (docs/protocol.md §5): on an inherent `impl` block of
+/// the model, each method marked `#[action(detail)]` (on one object, by pk) or
+/// `#[action(collection)]` becomes an action of the resource's stream, served as
+/// `POST /api/<stream>/<pk>/<name>/` or `POST /api/<stream>/<name>/` and as the WebSocket action
+/// `<name>`.
+///
+/// ```ignore
+/// #[actions]
+/// impl Task {
+///     /// Marks the task done.
+///     #[action(detail)]
+///     fn complete(&mut self, tx: &mut Tx<'_>) -> Result<Task, ApiError> {
+///         self.done = true;
+///         Ok(self.clone())
+///     }
+///
+///     /// Deletes the done tasks of a list.
+///     #[action(collection)]
+///     fn clear_done(tx: &mut Tx<'_>, args: ClearDone) -> Result<Cleared, ApiError> {
+///         let done = tx.filter::<Task>(&json!({"list_id": args.list_id, "done": true}))?;
+///         …
+///     }
+/// }
+/// ```
+///
+/// - A detail action takes `&mut self` (or `&self`): the object, loaded in the action's
+///   transaction through the principal's scope (404 if the principal cannot read it). What the
+///   method changes on `self` is saved when it returns `Ok`, as an `update` (hooks, write
+///   permissions and events included); when it returns that object, the client gets it as saved.
+/// - A collection action has no `self`.
+/// - Then `tx: &mut Tx<'_>`, the transaction every write goes through; then, optionally, one
+///   argument of a `Deserialize` type (the request's `data`, 400 naming the argument when it
+///   does not fit).
+/// - It returns `Result<T, E>` with `T: Serialize` (the reply's body; objects of the resource are
+///   presented as for the principal) and `E: Into<ApiError>`. An error, or a panic, writes nothing
+///   and sends nothing.
+/// - The doc comment describes the action in the OpenAPI document and the inspector.
+/// - `Permissions::allows` is asked with `Action::Custom("<name>")`.
+///
+/// A wrong signature, a name of a built-in action, or a name twice in one block is a compile
+/// error; a name that clashes with a job or an action of another block stops start-up, naming
+/// both. `#[actions(crate = "::path")]` names the `rest-live` crate when it is renamed.
+#[proc_macro_attribute]
+pub fn actions(args: TokenStream, input: TokenStream) -> TokenStream {
+    let item = parse_macro_input!(input as syn::ItemImpl);
+    actions::expand(args.into(), item).into()
 }

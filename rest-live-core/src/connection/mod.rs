@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::hub::Audience;
 use crate::outbox::{Bounds, CloseReason, Drain, Outbox};
-use crate::protocol::{Codec, Command, Echo, Request};
+use crate::protocol::{Codec, Command, Declared, Echo, Request};
 use crate::resource::binding::Binding;
 use crate::throttle::Throttle;
 use index::Subscriptions;
@@ -168,10 +168,18 @@ impl Connection {
 
     async fn dispatch(&mut self, request: &Request) -> Result<Handled, ApiError> {
         let binding = self.codec.resolve(self.app.registry(), request)?;
-        let command = self.codec.command(binding, self.app.jobs(), request)?;
+        let declared = Declared {
+            jobs: self.app.jobs(),
+            registry: self.app.registry(),
+        };
+        let command = self.codec.command(binding, declared, request)?;
         match command {
             Command::Crud(op) => {
                 let outcome = actions::execute(&self.app, &self.principal, binding, op).await?;
+                Ok(Handled::Reply(outcome.status, outcome.data))
+            }
+            Command::Action { action, pk, args } => {
+                let outcome = actions::custom(&self.app, &self.principal, action, pk, args).await?;
                 Ok(Handled::Reply(outcome.status, outcome.data))
             }
             Command::Job { job, pk, args } => {

@@ -3,3 +3,4 @@
 
 pub mod inspector;
 pub mod openapi;
+pub mod schema;

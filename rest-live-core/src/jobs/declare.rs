@@ -53,6 +53,8 @@ pub trait JobBinding: Send + Sync + 'static {
     fn resource(&self) -> &'static dyn Binding;
     fn name(&self) -> &'static str;
     fn on_object(&self) -> bool;
+    /// The job's type (for start-up errors).
+    fn type_name(&self) -> &'static str;
     /// Checks the arguments (400 with what is wrong).
     fn check(&self, args: &Value) -> Result<(), ApiError>;
     fn run(&self, ctx: JobContext, args: Value) -> BoxFuture<'static, Result<Value, JobError>>;
@@ -67,7 +69,7 @@ impl<J> JobBound<J> {
 }
 
 fn parse_args<J: Job>(args: &Value) -> Result<J::Args, ApiError> {
-    let args = super::args::parse::<J::Args>(args)?;
+    let args = crate::resource::args::parse::<J::Args>(args)?;
     J::validate(&args)?;
     Ok(args)
 }
@@ -83,6 +85,10 @@ impl<J: Job> JobBinding for JobBound<J> {
 
     fn on_object(&self) -> bool {
         J::ON_OBJECT
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<J>()
     }
 
     fn check(&self, args: &Value) -> Result<(), ApiError> {

@@ -18,7 +18,6 @@
 //! (the `jobs` stream as a read-only resource).
 
 pub mod api;
-pub mod args;
 pub mod context;
 pub mod declare;
 pub mod error;

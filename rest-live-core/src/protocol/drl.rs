@@ -29,10 +29,9 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Codec, Command, Echo, Matching, Rejected, Request, SubscribeOptions, Verb};
+use super::{Codec, Command, Declared, Echo, Matching, Rejected, Request, SubscribeOptions, Verb};
 use crate::error::ApiError;
 use crate::hub::{EventEncoder, EventParts, Target};
-use crate::jobs::Jobs;
 use crate::registry::Registry;
 use crate::resource::binding::{Binding, Input};
 use crate::store::changelog::ChangeAction;
@@ -202,7 +201,7 @@ impl Codec for DjangoRestLive {
     fn command(
         &self,
         binding: &'static dyn Binding,
-        _jobs: &Jobs,
+        _declared: Declared<'_>,
         request: &Request,
     ) -> Result<Command, ApiError> {
         let (target, must_exist) = target(binding, &request.args)?;

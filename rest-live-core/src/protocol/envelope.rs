@@ -9,11 +9,12 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Codec, Command, Echo, Matching, Rejected, Request, SubscribeOptions, Verb, pk_arg};
+use super::{
+    Codec, Command, Declared, Echo, Matching, Rejected, Request, SubscribeOptions, Verb, pk_arg,
+};
 use crate::actions::Op;
 use crate::error::{ApiError, FieldErrors};
 use crate::hub::{EventEncoder, EventParts, Target};
-use crate::jobs::Jobs;
 use crate::query::parse::QueryInput;
 use crate::registry::Registry;
 use crate::resource::binding::{Binding, Input};
@@ -214,7 +215,7 @@ impl Codec for Envelope {
     fn command(
         &self,
         binding: &'static dyn Binding,
-        jobs: &Jobs,
+        declared: Declared<'_>,
         request: &Request,
     ) -> Result<Command, ApiError> {
         let verb = request
@@ -293,7 +294,19 @@ impl Codec for Envelope {
                 return Ok(Command::Unsubscribe(Matching::AnySubscription));
             }
             Verb::Other(name) => {
-                let job = jobs.declared(meta.stream, name).ok_or_else(not_allowed)?;
+                if let Some(action) = declared.registry.action(meta.stream, name) {
+                    let pk = if action.detail() {
+                        Some(pk_arg(p)?)
+                    } else {
+                        None
+                    };
+                    let args = Value::Object(data_arg(p)?);
+                    return Ok(Command::Action { action, pk, args });
+                }
+                let job = declared
+                    .jobs
+                    .declared(meta.stream, name)
+                    .ok_or_else(not_allowed)?;
                 let pk = if job.on_object() {
                     Some(pk_arg(p)?)
                 } else {

@@ -22,6 +22,7 @@ use crate::hub::{EventEncoder, Target};
 use crate::jobs::{JobBinding, Jobs};
 use crate::query::parse::QueryInput;
 use crate::registry::Registry;
+use crate::resource::action::ActionBinding;
 use crate::resource::binding::{Binding, Input};
 
 /// The action a request names, parsed once at the edge.
@@ -153,6 +154,13 @@ pub enum Matching {
     AnySubscription,
 }
 
+/// What a request's action name may refer to beside CRUD: the declared jobs and custom actions.
+#[derive(Clone, Copy)]
+pub struct Declared<'a> {
+    pub jobs: &'a Jobs,
+    pub registry: &'a Registry,
+}
+
 /// A request, typed and checked against its resource.
 pub enum Command {
     /// `list`, `retrieve`, `create`, `update`, `patch`, `delete`.
@@ -173,6 +181,12 @@ pub enum Command {
         options: SubscribeOptions,
     },
     Unsubscribe(Matching),
+    /// Run a custom action of the resource (200).
+    Action {
+        action: &'static dyn ActionBinding,
+        pk: Option<Input>,
+        args: Value,
+    },
     /// Start a job of the resource (202).
     Job {
         job: &'static dyn JobBinding,
@@ -200,7 +214,7 @@ pub trait Codec: EventEncoder {
     fn command(
         &self,
         binding: &'static dyn Binding,
-        jobs: &Jobs,
+        declared: Declared<'_>,
         request: &Request,
     ) -> Result<Command, ApiError>;
 

@@ -170,7 +170,7 @@ impl<R> Bound<R> {
     pub const INSTANCE: Self = Bound(PhantomData);
 }
 
-fn parse_pk<R: Resource>(pk: &Input) -> Result<R::Pk, ApiError> {
+pub(crate) fn parse_pk<R: Resource>(pk: &Input) -> Result<R::Pk, ApiError> {
     let invalid = |e: String| ApiError::bad_request(format!("Invalid pk: {e}"));
     match pk {
         Input::Json(v) => R::parse_pk(v).map_err(invalid),
@@ -201,7 +201,7 @@ fn as_object<R: Resource>(row: &R) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Whether `principal` may read `row`.
-fn readable<R: Resource>(principal: &Principal, row: &R) -> Result<bool, ApiError> {
+pub(crate) fn readable<R: Resource>(principal: &Principal, row: &R) -> Result<bool, ApiError> {
     Ok(match scope::<R>(principal) {
         Scope::All => true,
         Scope::Nothing => false,
@@ -242,7 +242,10 @@ fn view<R: Resource>(principal: &Principal, row: &R) -> Result<Option<Box<RawVal
 
 /// `row` as `principal` sees it, as JSON. Serialized straight from the struct when nothing is
 /// presented (see [`presents`]); otherwise as a map, through [`Permissions::present`].
-fn output<R: Resource>(principal: &Principal, row: &R) -> Result<Box<RawValue>, ApiError> {
+pub(crate) fn output<R: Resource>(
+    principal: &Principal,
+    row: &R,
+) -> Result<Box<RawValue>, ApiError> {
     if !presents::<R>(principal) {
         return to_raw(row);
     }

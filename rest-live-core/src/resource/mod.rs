@@ -3,6 +3,8 @@
 //! write transaction [`Tx`] that runs them and logs every change, and the type-erased
 //! [`Binding`] the layers above route requests to.
 
+pub mod action;
+pub mod args;
 pub mod binding;
 pub mod generated;
 pub mod permissions;

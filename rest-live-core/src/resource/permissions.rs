@@ -34,6 +34,8 @@ pub enum Action {
     Delete,
     /// `subscribe` and `subscribe_instance`.
     Subscribe,
+    /// A custom action (`#[action]`), by name: `Action::Custom("complete")`.
+    Custom(&'static str),
 }
 
 /// The objects a principal may read, as equality conditions on the object's fields.

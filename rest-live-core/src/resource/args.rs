@@ -1,4 +1,4 @@
-//! A job's arguments: the request's JSON object decoded into [`crate::Job::Args`], with an error
+//! The arguments of a job or a custom action: the request's JSON object decoded into their `Args`, with an error
 //! in the validation shape that names the argument at fault (`{"delay_ms": ["A valid integer is
 //! required."]}`), as a resource's field errors do, rather than one `non_field_errors` message.
 //!
