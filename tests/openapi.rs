@@ -119,6 +119,31 @@ async fn the_document_describes_every_resource_from_its_fields() {
     assert!(paths["/api/jobs/{id}/result/"]["get"].is_object());
     // The job state stream is not a CRUD resource.
     assert!(paths.get("/api/jobs/").is_none());
+
+    // The example's custom actions: their doc comments, arguments and results.
+    let complete = &paths["/api/tasks/{id}/complete/"]["post"];
+    assert_eq!(complete["operationId"], "complete_tasks");
+    assert_eq!(complete["summary"], "Marks the task done (a done task stays done).");
+    assert_eq!(complete["parameters"][0]["schema"]["type"], "integer");
+    assert_eq!(complete["requestBody"]["required"], false);
+    assert_eq!(
+        complete["responses"]["200"]["content"]["application/json"]["schema"],
+        json!({"$ref": "#/components/schemas/Task"})
+    );
+    for status in ["400", "403", "404"] {
+        assert!(complete["responses"][status].is_object(), "{status}");
+    }
+    let clear = &paths["/api/tasks/clear_done/"]["post"];
+    assert_eq!(clear["requestBody"]["required"], true);
+    assert_eq!(
+        clear["requestBody"]["content"]["application/json"]["schema"],
+        json!({"type": "object", "properties": {"list_id": {"type": "integer"}}, "required": ["list_id"]})
+    );
+    assert_eq!(
+        clear["responses"]["200"]["content"]["application/json"]["schema"],
+        json!({"type": "object", "properties": {"deleted": {"type": "integer", "minimum": 0}}, "required": ["deleted"]})
+    );
+    assert!(clear.get("parameters").is_none());
 }
 
 #[tokio::test]

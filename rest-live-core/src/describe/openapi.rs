@@ -30,6 +30,7 @@ pub fn document(app: &App) -> Value {
     };
     doc.schemas.insert("Errors".into(), errors_schema());
     let mut names: Vec<String> = Vec::new();
+    let mut schema_of_stream: Map<String, Value> = Map::new();
     for binding in app.registry().iter() {
         let meta = binding.meta();
         // The job state stream is served by the job endpoints, below.
@@ -41,9 +42,11 @@ pub fn document(app: &App) -> Value {
             name = format!("{name}_{}", meta.stream);
         }
         names.push(name.clone());
+        schema_of_stream.insert(meta.stream.into(), Value::from(name.clone()));
         doc.resource(binding, &name);
     }
     job_paths(app, &mut doc);
+    action_paths(app, &mut doc, &schema_of_stream);
 
     let mut components = json!({
         "schemas": doc.schemas,
@@ -255,6 +258,76 @@ impl Document {
                 "delete": destroy,
             }),
         );
+    }
+}
+
+/// Each custom action (docs/protocol.md §5): `POST` on its path, its arguments as the body (their
+/// traced schema, or none for an action without arguments), 200 with its result (the resource's
+/// schema when it returns objects of its resource), and its doc comment as the description.
+fn action_paths(app: &App, doc: &mut Document, schema_of_stream: &Map<String, Value>) {
+    use crate::resource::action::Returns;
+    for action in app.registry().custom_actions() {
+        let meta = action.resource().meta();
+        let stream = meta.stream;
+        let name = action.name();
+        let object = schema_of_stream
+            .get(stream)
+            .and_then(Value::as_str)
+            .map(|n| json!({"$ref": format!("#/components/schemas/{n}")}))
+            .unwrap_or_else(|| json!({"type": "object"}));
+        let result = match action.returns() {
+            Returns::Object => object,
+            Returns::Objects => json!({"type": "array", "items": object}),
+            Returns::Value(schema) => schema.unwrap_or_else(|| json!({})),
+        };
+        let statuses: &[u16] = if action.detail() {
+            &[400, 403, 404, 409, 413, 415]
+        } else {
+            &[400, 403, 409, 413, 415]
+        };
+        let mut responses = doc.errors(statuses);
+        responses.insert(
+            "200".into(),
+            json!({
+                "description": "What the action returns.",
+                "content": {"application/json": {"schema": result}},
+            }),
+        );
+        let kind = if action.detail() { "one object" } else { "the collection" };
+        let description = if action.description().is_empty() {
+            format!("The custom action {name} of {stream}, on {kind}.")
+        } else {
+            format!("{}\n\nA custom action of {stream}, on {kind}.", action.description())
+        };
+        let mut operation = json!({
+            "operationId": format!("{name}_{stream}"),
+            "summary": action
+                .description()
+                .lines()
+                .next()
+                .filter(|l| !l.is_empty())
+                .map_or_else(|| format!("{name} ({stream})"), str::to_owned),
+            "description": description,
+            "tags": [stream],
+            "responses": responses,
+        });
+        operation["requestBody"] = match action.args_schema() {
+            Some(schema) => json!({"required": true, "content": {"application/json": {"schema": schema}}}),
+            // No arguments: an empty body, or `{}`.
+            None => json!({"required": false, "content": {"application/json": {"schema": {
+                "type": "object", "description": "No arguments: send nothing, or {}."}}}}),
+        };
+        let path = if action.detail() {
+            let pk = meta
+                .field(meta.pk)
+                .map_or(json!({}), |f| non_null(type_schema(f.rust_type)));
+            operation["parameters"] =
+                json!([{"name": meta.pk, "in": "path", "required": true, "schema": pk}]);
+            format!("{}/{stream}/{{{}}}/{name}/", doc.prefix, meta.pk)
+        } else {
+            format!("{}/{stream}/{name}/", doc.prefix)
+        };
+        doc.paths.insert(path, json!({"post": operation}));
     }
 }
 
