@@ -123,7 +123,10 @@ async fn the_document_describes_every_resource_from_its_fields() {
     // The example's custom actions: their doc comments, arguments and results.
     let complete = &paths["/api/tasks/{id}/complete/"]["post"];
     assert_eq!(complete["operationId"], "complete_tasks");
-    assert_eq!(complete["summary"], "Marks the task done (a done task stays done).");
+    assert_eq!(
+        complete["summary"],
+        "Marks the task done (a done task stays done)."
+    );
     assert_eq!(complete["parameters"][0]["schema"]["type"], "integer");
     assert_eq!(complete["requestBody"]["required"], false);
     assert_eq!(

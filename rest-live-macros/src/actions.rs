@@ -39,11 +39,13 @@ pub fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
         cx.error_spanned_by(&item.generics, "#[actions] cannot go on a generic impl");
     }
     let mut actions: Vec<Action> = Vec::new();
+    let mut marked = false;
     for member in &mut item.items {
         let ImplItem::Fn(f) = member else { continue };
         let Some(at) = f.attrs.iter().position(|a| a.path().is_ident("action")) else {
             continue;
         };
+        marked = true;
         let attr = f.attrs.remove(at);
         if let Some(again) = f.attrs.iter().find(|a| a.path().is_ident("action")) {
             cx.error_spanned_by(again, "one #[action(…)] per method");
@@ -61,7 +63,7 @@ pub fn expand(args: TokenStream, mut item: ItemImpl) -> TokenStream {
             actions.push(action);
         }
     }
-    if actions.is_empty() {
+    if !marked {
         cx.syn_error(syn::Error::new(
             Span::call_site(),
             "#[actions] found no #[action(detail)] or #[action(collection)] method in this impl",
@@ -103,21 +105,26 @@ fn crate_path(cx: &Ctxt, args: TokenStream) -> Path {
 /// Reads `#[action(detail)]` / `#[action(collection)]` and the method's signature.
 fn parse_action(cx: &Ctxt, attr: &Attribute, f: &ImplItemFn) -> Option<Action> {
     let mut kind: Option<(bool, Span)> = None;
-    let parsed = attr.parse_nested_meta(|meta| {
-        let detail = if meta.path.is_ident("detail") {
-            true
-        } else if meta.path.is_ident("collection") {
-            false
-        } else {
-            return Err(meta
-                .error("unknown key: #[action(detail)] (on one object) or #[action(collection)]"));
-        };
-        if kind.is_some() {
-            return Err(meta.error("an action is either `detail` or `collection`"));
-        }
-        kind = Some((detail, meta.path.span()));
+    let parsed = if matches!(attr.meta, syn::Meta::Path(_)) {
         Ok(())
-    });
+    } else {
+        attr.parse_nested_meta(|meta| {
+            let detail = if meta.path.is_ident("detail") {
+                true
+            } else if meta.path.is_ident("collection") {
+                false
+            } else {
+                return Err(meta.error(
+                    "unknown key: #[action(detail)] (on one object) or #[action(collection)]",
+                ));
+            };
+            if kind.is_some() {
+                return Err(meta.error("an action is either `detail` or `collection`"));
+            }
+            kind = Some((detail, meta.path.span()));
+            Ok(())
+        })
+    };
     if let Err(e) = parsed {
         cx.syn_error(e);
         return None;
@@ -196,7 +203,7 @@ fn parse_action(cx: &Ctxt, attr: &Attribute, f: &ImplItemFn) -> Option<Action> {
         }
         None => {
             cx.error_spanned_by(
-                &sig.inputs,
+                &sig.ident,
                 "an action takes the transaction: `tx: &mut Tx<'_>`",
             );
             ok = false;

@@ -293,11 +293,18 @@ fn action_paths(app: &App, doc: &mut Document, schema_of_stream: &Map<String, Va
                 "content": {"application/json": {"schema": result}},
             }),
         );
-        let kind = if action.detail() { "one object" } else { "the collection" };
+        let kind = if action.detail() {
+            "one object"
+        } else {
+            "the collection"
+        };
         let description = if action.description().is_empty() {
             format!("The custom action {name} of {stream}, on {kind}.")
         } else {
-            format!("{}\n\nA custom action of {stream}, on {kind}.", action.description())
+            format!(
+                "{}\n\nA custom action of {stream}, on {kind}.",
+                action.description()
+            )
         };
         let mut operation = json!({
             "operationId": format!("{name}_{stream}"),
@@ -312,7 +319,9 @@ fn action_paths(app: &App, doc: &mut Document, schema_of_stream: &Map<String, Va
             "responses": responses,
         });
         operation["requestBody"] = match action.args_schema() {
-            Some(schema) => json!({"required": true, "content": {"application/json": {"schema": schema}}}),
+            Some(schema) => {
+                json!({"required": true, "content": {"application/json": {"schema": schema}}})
+            }
             // No arguments: an empty body, or `{}`.
             None => json!({"required": false, "content": {"application/json": {"schema": {
                 "type": "object", "description": "No arguments: send nothing, or {}."}}}}),

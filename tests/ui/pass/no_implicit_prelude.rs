@@ -60,6 +60,34 @@ mod m {
             })
         }
     }
+
+    #[derive(::serde::Deserialize)]
+    pub struct Retag {
+        pub tag: ::std::string::String,
+    }
+
+    #[::rest_live::actions]
+    impl Note {
+        /// Retags the note.
+        #[action(detail)]
+        fn retag(
+            &mut self,
+            _tx: &mut ::rest_live::Tx<'_>,
+            args: Retag,
+        ) -> ::core::result::Result<Note, ::rest_live::ApiError> {
+            self.tag = ::core::option::Option::Some(args.tag);
+            ::core::result::Result::Ok(::core::clone::Clone::clone(self))
+        }
+
+        /// How many notes there are.
+        #[action(collection)]
+        fn count(
+            tx: &mut ::rest_live::Tx<'_>,
+        ) -> ::core::result::Result<usize, ::rest_live::ApiError> {
+            let all: ::std::vec::Vec<Note> = tx.filter(&::serde_json::Map::new())?;
+            ::core::result::Result::Ok(all.len())
+        }
+    }
 }
 
 fn main() {
