@@ -28,6 +28,8 @@
 //!   or `id`; the diesel table is `#[diesel(table_name = …)]` (diesel's default otherwise).
 //!   [`resource`] lists every key.
 //! - `#[subscribable]` (by pk) and `#[subscribable(group_key = "field")]` (once per key).
+//! - `#[actions]` on an `impl` block of the model, with `#[action(detail)]` / `#[action(collection)]`
+//!   methods: the resource's custom actions ([`actions`] has the rules).
 //! - On fields: `#[resource(read_only)]` (never taken from input), `#[resource(filter)]` (usable as
 //!   a `list` filter; the pk and group keys always are), `#[resource(max_length = N)]`.
 //!   `#[serde(default)]` and `Option<…>` make a field optional on create.

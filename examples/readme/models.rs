@@ -99,6 +99,41 @@ impl<R> Permissions<R> for OwnerOnly {
 }
 
 #[derive(Deserialize)]
+pub struct ClearDone {
+    pub list_id: i32,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Cleared {
+    pub deleted: usize,
+}
+
+#[rustfmt::skip]
+mod verbs {
+use super::{ClearDone, Cleared, Task};
+use rest_live::prelude::*;
+use serde_json::json;
+
+#[actions]
+impl Task {
+    /// Marks the task done.              (the doc comment describes it in OpenAPI and the inspector)
+    #[action(detail)]                   // POST /api/tasks/7/complete/, or the action "complete" with "pk": 7
+    fn complete(&mut self, _tx: &mut Tx<'_>) -> Result<Task, ApiError> {
+        self.done = true;               // saved as an update (hooks, permissions, event) on Ok
+        Ok(self.clone())                // the reply: the task as stored
+    }
+
+    /// Deletes the done tasks of a list.
+    #[action(collection)]               // POST /api/tasks/clear_done/ {"list_id": 1}
+    fn clear_done(tx: &mut Tx<'_>, args: ClearDone) -> Result<Cleared, ApiError> {
+        let filter = json!({"list_id": args.list_id, "done": true});
+        let deleted = tx.delete_where::<Task>(filter.as_object().expect("an object"))?;
+        Ok(Cleared { deleted })         // one transaction: all deleted, or none
+    }
+}
+}
+
+#[derive(Deserialize)]
 pub struct ArchiveArgs {
     pub list_id: i32,
 }

@@ -153,6 +153,45 @@ impl Job for ClearDone {
 
 rest_live::register_job!(ClearDone);
 
+/// The arguments of `reopen`.
+#[derive(Deserialize)]
+pub struct Reopen {
+    pub list_id: i32,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct Reopened {
+    pub reopened: usize,
+}
+
+#[actions]
+impl Task {
+    /// Marks the task done.
+    #[action(detail)]
+    fn complete(&mut self, _tx: &mut Tx<'_>) -> Result<Task, ApiError> {
+        self.done = true;
+        Ok(self.clone())
+    }
+
+    /// Reopens the done tasks of a list that the caller may see.
+    #[action(collection)]
+    fn reopen(tx: &mut Tx<'_>, args: Reopen) -> Result<Reopened, ApiError> {
+        let filter = json!({"list_id": args.list_id, "done": true});
+        let mut reopened = 0;
+        for task in tx.filter::<Task>(filter.as_object().unwrap_or(&Map::new()))? {
+            if tx.can_read(&task)? {
+                let open = Task {
+                    done: false,
+                    ..task.clone()
+                };
+                tx.update(&task, open)?;
+                reopened += 1;
+            }
+        }
+        Ok(Reopened { reopened })
+    }
+}
+
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 

@@ -194,6 +194,35 @@ async fn the_guide_app_does_what_the_guide_says() {
     );
     alice.expect_silence(Duration::from_millis(200)).await;
 
+    // Actions: complete (on one task) and reopen (on the collection), with their events.
+    let (status, done) = post(
+        "alice-token",
+        format!("/api/tasks/{}/complete/", first["id"]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["done"], true);
+    let completed = alice.recv_event().await;
+    assert_eq!(completed["payload"]["action"], "update");
+    assert_eq!(completed["payload"]["data"], done);
+    let (status, bobs) = post(
+        "bob-token",
+        format!("/api/tasks/{}/complete/", first["id"]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 404, "{bobs}");
+    let (status, reopened) = post(
+        "alice-token",
+        "/api/tasks/reopen/".into(),
+        json!({"list_id": list["id"]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{reopened}");
+    assert_eq!(reopened, json!({"reopened": 1}));
+    assert_eq!(alice.recv_event().await["payload"]["data"]["done"], false);
+
     // Server-side writes.
     let seeded = models::seed(&server.app, "bob").await.expect("seed");
     assert_eq!(seeded.owner.as_deref(), Some("bob"));
