@@ -78,9 +78,27 @@ async fn the_inspector_serves_its_page_and_the_app_s_streams() {
             "subscribe_instance",
             "unsubscribe_instance",
             "subscribe",
-            "unsubscribe"
+            "unsubscribe",
+            "clear_done",
+            "complete"
         ])
     );
+    // Custom actions (`#[actions]`), in the registry's order: on one object or the collection,
+    // with the method's doc comment and the JSON Schema of the arguments (null: none).
+    assert_eq!(
+        tasks["custom_actions"],
+        json!([
+            {"name": "clear_done", "detail": false,
+             "description": "Deletes the done tasks of a list that the caller may see, in one transaction.",
+             "args": {"type": "object", "properties": {"list_id": {"type": "integer"}},
+                      "required": ["list_id"]}},
+            {"name": "complete", "detail": true,
+             "description": "Marks the task done (a done task stays done).",
+             "args": null},
+        ])
+    );
+    assert_eq!(meta["streams"][1]["custom_actions"], json!([]));
+    assert_eq!(meta["streams"][0]["custom_actions"], json!([]));
     assert_eq!(
         tasks["jobs"],
         json!([{"name": "archive_done", "on_object": false}])

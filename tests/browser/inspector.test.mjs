@@ -212,6 +212,101 @@ test("the inspector lists streams, sends actions and shows live events with thei
   }
 });
 
+test("custom actions are listed with what they do, and called from the composer", { skip, timeout: 120_000 }, async () => {
+  const server = await startExample({ args: ["--dev"] });
+  try {
+    const list = await api(server.url, "POST", "/api/lists/", { name: "Weekend" });
+    assert.equal(list.status, 201);
+    const listId = list.body.id;
+    const task = await api(server.url, "POST", "/api/tasks/", { text: "mow the lawn", list_id: listId });
+    assert.equal(task.status, 201);
+    const taskId = task.body.id;
+
+    const { page, problems } = await openInspector(server, { width: 1440, height: 900 });
+    await waitForStatus(page, "connected");
+
+    // The tasks card lists both actions, what they act on and their doc comments.
+    const card = page.locator(".stream[data-stream=tasks] [data-testid=custom-actions]");
+    await card.waitFor();
+    const cardText = await card.textContent();
+    assert.ok(cardText.includes("complete (one task) — Marks the task done (a done task stays done)."), cardText);
+    assert.ok(cardText.includes("clear_done (the collection) — Deletes the done tasks of a list"), cardText);
+    assert.equal(await page.locator(".stream[data-stream=lists] [data-testid=custom-actions]").count(), 0);
+
+    // Follow the list's tasks.
+    await page.selectOption("[data-testid=quick-stream]", "tasks");
+    await page.selectOption("[data-testid=quick-key]", "list_id");
+    await page.fill("[data-testid=quick-value]", String(listId));
+    await page.click("[data-testid=subscribe]");
+    const subscribed = page.locator(".entry[data-kind=reply][data-action=subscribe]");
+    await subscribed.waitFor();
+    assert.equal(await subscribed.locator("[data-testid=status-code]").textContent(), "201");
+
+    // complete: in the action select after the built-in ones, on one task by pk, no arguments.
+    await page.selectOption("[data-testid=stream]", "tasks");
+    const actions = await page.$$eval("[data-testid=action] option", (o) => o.map((x) => x.value));
+    assert.deepEqual(actions.slice(actions.indexOf("unsubscribe") + 1), ["clear_done", "complete", "archive_done"]);
+    await page.selectOption("[data-testid=action]", "complete");
+    const hint = page.locator("[data-testid=action-hint]");
+    assert.equal(await hint.isVisible(), true);
+    assert.match(await hint.textContent(), /Marks the task done \(a done task stays done\)\./);
+    assert.match(await hint.textContent(), /takes no arguments/);
+    assert.equal(await page.locator("#pk-row").isVisible(), true);
+    assert.equal(await page.getAttribute("[data-testid=pk]", "placeholder"), "id (i32)");
+    assert.equal(await page.locator("#data-row").isVisible(), false, "no arguments: no data field");
+    await page.fill("[data-testid=pk]", String(taskId));
+    assert.deepEqual((await composedFrame(page)).payload, { action: "complete", request_id: "r2", pk: taskId });
+    await page.click("[data-testid=send]");
+    const completed = page.locator(".entry[data-kind=reply][data-action=complete]");
+    await completed.waitFor();
+    assert.equal(await completed.locator("[data-testid=status-code]").textContent(), "200");
+    const done = JSON.parse(await completed.locator("pre").textContent());
+    assert.equal(done.id, taskId);
+    assert.equal(done.done, true);
+    // What it changed is saved as an update: the subscription sees it.
+    const event = page.locator(".entry[data-kind=event][data-action=update]");
+    await event.waitFor();
+    assert.equal(JSON.parse(await event.locator("pre").textContent()).done, true);
+
+    // clear_done: on the collection, no pk; the template comes from the arguments' schema.
+    await page.selectOption("[data-testid=action]", "clear_done");
+    assert.equal(await page.locator("#pk-row").isVisible(), false);
+    assert.equal(await page.locator("#data-row").isVisible(), true);
+    assert.match(await hint.textContent(), /Deletes the done tasks of a list/);
+    assert.match(await hint.textContent(), /arguments: list_id \(integer, required\)/);
+    assert.equal(await page.inputValue("[data-testid=data]"), "");
+    assert.equal(await page.getAttribute("[data-testid=data]", "placeholder"), JSON.stringify({ list_id: 0 }, null, 1));
+    assert.deepEqual((await composedFrame(page)).payload, { action: "clear_done", request_id: "r3" });
+    await page.fill("[data-testid=data]", JSON.stringify({ list_id: listId }));
+    assert.deepEqual((await composedFrame(page)).payload, { action: "clear_done", request_id: "r3", data: { list_id: listId } });
+    await page.click("[data-testid=send]");
+    const cleared = page.locator(".entry[data-kind=reply][data-action=clear_done]");
+    await cleared.waitFor();
+    assert.equal(await cleared.locator("[data-testid=status-code]").textContent(), "200");
+    assert.deepEqual(JSON.parse(await cleared.locator("pre").textContent()), { deleted: 1 });
+    await page.locator(".entry[data-kind=event][data-action=delete]").waitFor();
+
+    // Without its argument: 400 with the field's error, logged like any other reply.
+    await page.fill("[data-testid=data]", "{}");
+    await page.click("[data-testid=send]");
+    const refused = page.locator(".entry[data-kind=reply][data-action=clear_done]").nth(1);
+    await refused.waitFor();
+    assert.equal(await refused.locator("[data-testid=status-code]").textContent(), "400");
+    assert.match(await refused.locator(".head").textContent(), /This field is required\./);
+
+    // A chip on the card composes the action.
+    await page.locator(".stream[data-stream=tasks] .chip.custom", { hasText: "complete" }).click();
+    assert.equal(await page.inputValue("[data-testid=action]"), "complete");
+    await screenshot(page, "inspector-custom-actions.png");
+    // At 800 px, with the hint and the actions' descriptions: nothing cut off.
+    await page.setViewportSize({ width: 800, height: 900 });
+    assertLayout(await layoutProblems(page));
+    assert.deepEqual(problems, [], "no script errors on the page");
+  } finally {
+    await server.stop();
+  }
+});
+
 test("hints are placeholders, never sent, and a new action starts its arguments over", { skip, timeout: 120_000 }, async () => {
   const server = await startExample({ args: ["--dev"] });
   try {

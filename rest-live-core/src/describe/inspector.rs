@@ -1,11 +1,13 @@
 //! What the browser inspector shows about an app (served by adapters as JSON at
 //! `<inspector_path>/meta`): every stream with its fields (their lookups and whether they order),
-//! group keys, default order and actions, whether it takes live queries, the endpoints, whether a
-//! credential is required, and the stream that jobs are followed on.
+//! group keys, default order and actions (custom actions with their descriptions and arguments),
+//! whether it takes live queries, the endpoints, whether a credential is required, and the stream
+//! that jobs are followed on.
 
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::resource::action::ActionBinding;
 use crate::resource::binding::Binding;
 
 /// What the page shows: the endpoints and every stream, from the registry.
@@ -52,6 +54,25 @@ fn stream(app: &App, binding: &'static dyn Binding) -> Value {
     if !meta.group_keys.is_empty() || live_queries {
         actions.extend(["subscribe", "unsubscribe"]);
     }
+    // Custom actions (`#[actions]`), in the registry's order: called like the built-in ones, with
+    // `pk` where `detail`, and `data` as `args` describes it (`null`: it takes none).
+    let custom: Vec<&'static dyn ActionBinding> = app
+        .registry()
+        .custom_actions()
+        .filter(|a| a.resource().meta().stream == meta.stream)
+        .collect();
+    actions.extend(custom.iter().map(|a| a.name()));
+    let custom_actions: Vec<Value> = custom
+        .iter()
+        .map(|a| {
+            json!({
+                "name": a.name(),
+                "detail": a.detail(),
+                "description": a.description(),
+                "args": a.args_schema(),
+            })
+        })
+        .collect();
     let fields: Vec<Value> = meta
         .fields
         .iter()
@@ -79,6 +100,7 @@ fn stream(app: &App, binding: &'static dyn Binding) -> Value {
         "ordering": meta.ordering,
         "live_queries": live_queries,
         "actions": actions,
+        "custom_actions": custom_actions,
         "jobs": jobs,
     })
 }
