@@ -6,10 +6,15 @@
 //! ([`Finished`]), and once committed those changes are handed on as one [`Committed`] through
 //! the queue set with [`Store::publish_to`] (the feed's). It never calls anything above it.
 //!
-//! diesel is blocking: every database call runs on tokio's blocking pool, never on the executor.
+//! diesel is blocking: reads run on tokio's blocking pool (a point read on an idle SQLite
+//! connection runs in place), never on the executor. On SQLite every write goes to one writer
+//! thread that commits what is queued together ([`writer`]: group commit, each write in a
+//! savepoint of its own); on PostgreSQL each write is a transaction of the pool.
 
 pub mod changelog;
+mod commit;
 mod conn;
+mod writer;
 
 use std::sync::Arc;
 
@@ -21,6 +26,8 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::error::{ApiError, Error};
+pub(crate) use commit::Committed;
+pub use commit::Finished;
 pub use conn::AnyConn;
 
 const CORE_SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -193,16 +200,9 @@ struct StoreInner {
     committed: Arc<Notify>,
     /// Where a commit's changes are handed at once (the feed's queue, see `crate::feed`);
     /// without it, the feed reads every change back from the log.
-    publish: std::sync::OnceLock<mpsc::Sender<Committed>>,
-}
-
-/// What a write transaction's body leaves once it succeeded: its value, the changes it appended
-/// to the log (in order, as they will read back once committed), and what to run after the
-/// commit.
-pub struct Finished<T> {
-    pub value: T,
-    pub changes: Vec<changelog::Change>,
-    pub after_commit: Vec<Box<dyn FnOnce() + Send>>,
+    publish: Arc<std::sync::OnceLock<mpsc::Sender<Committed>>>,
+    /// SQLite: the thread that commits the writes, in batches (see [`writer`]).
+    writer: Option<writer::Writer>,
 }
 
 /// The two kinds of transaction, each the right one for its backend.
@@ -257,6 +257,7 @@ impl Store {
         streams: Vec<&'static str>,
     ) -> Result<Self, Error> {
         let url = url.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             check_connection(&url)?;
             let (pools, gate) = match &url {
@@ -316,13 +317,31 @@ impl Store {
                     return Err(Error::Config("no PostgreSQL support in this build".into()));
                 }
             };
+            let committed = Arc::new(Notify::new());
+            let publish = Arc::new(std::sync::OnceLock::new());
+            let writer = match &pools {
+                Pools::Sqlite(pool) => Some(
+                    writer::Writer::spawn(
+                        writer::Shared {
+                            pool: pool.clone(),
+                            committed: committed.clone(),
+                            publish: publish.clone(),
+                        },
+                        runtime,
+                    )
+                    .map_err(|e| Error::Database(format!("cannot start the writer thread: {e}")))?,
+                ),
+                #[cfg(feature = "postgres")]
+                Pools::Pg(_) => None,
+            };
             Ok(Store {
                 inner: Arc::new(StoreInner {
                     pools,
                     url,
                     write_gate: Semaphore::new(gate),
-                    committed: Arc::new(Notify::new()),
-                    publish: std::sync::OnceLock::new(),
+                    committed,
+                    publish,
+                    writer,
                 }),
             })
         })
@@ -385,6 +404,22 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(AnyConn<'_>) -> Result<Finished<T>, ApiError> + Send + 'static,
     {
+        if let Some(writer) = &self.inner.writer {
+            let value = writer
+                .write(Box::new(move |c| {
+                    let finished = f(c)?;
+                    Ok(Finished {
+                        value: Box::new(finished.value) as Box<dyn std::any::Any + Send>,
+                        changes: finished.changes,
+                        after_commit: finished.after_commit,
+                    })
+                }))
+                .await?;
+            return value
+                .downcast::<T>()
+                .map(|v| *v)
+                .map_err(|_| ApiError::internal("a write's value came back as another type"));
+        }
         let _permit = self.write_permit().await?;
         let inner = self.inner.clone();
         let (value, committed) = tokio::task::spawn_blocking(move || {
@@ -425,6 +460,18 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(AnyConn<'_>) -> Result<T, ApiError> + Send + 'static,
     {
+        if self.inner.writer.is_some() {
+            // On SQLite, in the writer's queue with the other writes.
+            return self
+                .write(move |c| {
+                    Ok(Finished {
+                        value: f(c)?,
+                        changes: Vec::new(),
+                        after_commit: Vec::new(),
+                    })
+                })
+                .await;
+        }
         let _permit = self.write_permit().await?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || transact(&inner.pools, Kind::Write, f))
@@ -439,34 +486,6 @@ impl Store {
             .acquire()
             .await
             .map_err(ApiError::internal)
-    }
-}
-
-/// The changes of a local commit, on their way to the hub. Whenever they are dropped without
-/// having gone out (the writing task was cancelled, the feed's queue was full, or they could not
-/// go out in seq order), the feed is woken to publish them from the log instead.
-pub(crate) struct Committed {
-    changes: Vec<changelog::Change>,
-    feed: Arc<Notify>,
-}
-
-impl Committed {
-    /// The changes, in commit order.
-    pub(crate) fn changes(&self) -> &[changelog::Change] {
-        &self.changes
-    }
-
-    /// They all went out: dropping this no longer wakes the feed.
-    pub(crate) fn delivered(mut self) {
-        self.changes.clear();
-    }
-}
-
-impl Drop for Committed {
-    fn drop(&mut self) {
-        if !self.changes.is_empty() {
-            self.feed.notify_one();
-        }
     }
 }
 
