@@ -129,8 +129,9 @@ pub fn subscribable(args: TokenStream, input: TokenStream) -> TokenStream {
 ///     /// Deletes the done tasks of a list.
 ///     #[action(collection)]
 ///     fn clear_done(tx: &mut Tx<'_>, args: ClearDone) -> Result<Cleared, ApiError> {
-///         let done = tx.filter::<Task>(&json!({"list_id": args.list_id, "done": true}))?;
-///         …
+///         let filter = json!({"list_id": args.list_id, "done": true});
+///         let deleted = tx.delete_where::<Task>(filter.as_object().unwrap())?;
+///         Ok(Cleared { deleted })
 ///     }
 /// }
 /// ```
