@@ -131,6 +131,8 @@ pub trait Hooks: Sized {
     }
 
     /// After the transaction that created (`created == true`) or updated the row committed.
+    /// On SQLite it runs on the writer thread, before the writes queued after it commit: keep it
+    /// short, and spawn slow work (a tokio runtime is entered there).
     fn after_save(&self, created: bool) {
         let _ = created;
     }
