@@ -1,5 +1,6 @@
 //! Crash safety (issue 3, point 8): the example server, as a child process, is killed with SIGKILL
-//! while four clients write continuously, then restarted on the same database. Every write
+//! while eight clients write continuously (so that SQLite's writer commits their writes in
+//! batches, and the kill falls inside one), then restarted on the same database. Every write
 //! acknowledged before the kill is there, and a client replaying the change log from 0 (`since:
 //! 0`) rebuilds exactly the database: an event for every row that is in it, and for every row
 //! that is not, a last event that deletes it.
@@ -17,7 +18,9 @@ use common::process::ExampleProcess;
 use rest_live::testing::WsClient;
 use serde_json::{Value, json};
 
-const WRITERS: usize = 4;
+/// Concurrent writers: enough that the SQLite writer commits them in batches (group commit),
+/// so the kill also falls inside batches.
+const WRITERS: usize = 8;
 /// Acknowledged writes (all writers together) before the kill.
 const WRITES_BEFORE_KILL: usize = 300;
 
