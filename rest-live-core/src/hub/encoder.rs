@@ -23,10 +23,39 @@ pub struct EventParts<'a> {
     pub data: &'a str,
 }
 
+/// An event frame with a hole for the subscription's id: `head`, the id (JSON text), `tail`.
+/// Encoded once per audience and event, it makes each subscriber's frame with one allocation and
+/// three copies, whatever the format.
+#[derive(Debug, Clone)]
+pub struct Spliced {
+    pub head: Bytes,
+    pub tail: Bytes,
+}
+
+impl Spliced {
+    /// The frame of the subscription with this id (JSON text).
+    pub fn frame(&self, subscription: &str) -> Bytes {
+        let mut out =
+            bytes::BytesMut::with_capacity(self.head.len() + subscription.len() + self.tail.len());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(subscription.as_bytes());
+        out.extend_from_slice(&self.tail);
+        out.freeze()
+    }
+}
+
 /// Encodes events in one wire format.
 pub trait EventEncoder: Send + Sync + 'static {
     /// The event frame.
     fn encode(&self, event: &EventParts<'_>) -> Bytes;
+
+    /// The event frame around the subscription's id, for formats whose frames name it (the
+    /// bytes of [`Spliced::frame`] must be those of [`EventEncoder::encode`]); `None` to encode
+    /// each frame whole.
+    fn spliced(&self, event: &EventParts<'_>) -> Option<Spliced> {
+        let _ = event;
+        None
+    }
 
     /// Whether frames name the subscription (its `request_id`): then each subscription gets a
     /// frame of its own; otherwise subscribers of one audience share one frame.

@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 use crate::store::changelog::{Change, ChangeAction};
 pub use audience::{Audience, event_data};
-pub use encoder::{EventEncoder, EventParts};
+pub use encoder::{EventEncoder, EventParts, Spliced};
 pub use live::{LiveQuery, Snapshot, WindowRead, Work};
 use subscriber::SubList;
 pub use subscriber::Subscriber;
@@ -256,6 +256,7 @@ fn send_live(stream: &str, seq: i64, deliveries: Vec<(&live::View, Vec<live::Eve
         let label = view.audience.binding.meta().label;
         for (action, data) in &events {
             let mut last: Option<((usize, &str), Bytes)> = None;
+            let mut splices: Vec<(usize, Option<Spliced>)> = Vec::new();
             for sub in view.subs.as_slice() {
                 let request_id = if sub.names_subscription {
                     &*sub.request_id
@@ -266,14 +267,27 @@ fn send_live(stream: &str, seq: i64, deliveries: Vec<(&live::View, Vec<live::Eve
                 let frame = match &last {
                     Some((k, frame)) if *k == key => frame.clone(),
                     _ => {
-                        let frame = sub.encoder.encode(&EventParts {
+                        let parts = EventParts {
                             stream,
                             label,
                             action: *action,
                             subscription: &sub.request_id,
                             seq,
                             data,
-                        });
+                        };
+                        let spliced = match splices.iter().position(|(f, _)| *f == sub.format) {
+                            Some(i) => &splices[i].1,
+                            None => {
+                                splices.push((sub.format, sub.encoder.spliced(&parts)));
+                                &splices[splices.len() - 1].1
+                            }
+                        };
+                        let frame = match spliced {
+                            Some(spliced) if sub.names_subscription => {
+                                spliced.frame(&sub.request_id)
+                            }
+                            _ => sub.encoder.encode(&parts),
+                        };
                         last = Some((key, frame.clone()));
                         frame
                     }
@@ -377,6 +391,9 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
     // and comparing with it is cheaper than hashing. With a request id per subscriber (one frame
     // each) the map keeps this linear in the subscribers.
     let mut frames: HashMap<FrameKey<'_>, Bytes> = HashMap::new();
+    // Per (base action, audience, encoder): the event around a hole for the request id, for
+    // encoders that splice (each subscriber's frame is then one allocation and three copies).
+    let mut splices: HashMap<(ChangeAction, &str, usize), Option<Spliced>> = HashMap::new();
     let mut last: Option<(FrameKey<'_>, Bytes)> = None;
     for (sub, base) in deliveries {
         // Both decided once, when the subscriber registered: nothing per delivery.
@@ -398,16 +415,29 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
                     let Some((action, data)) = verdict else {
                         continue;
                     };
-                    let frame = encoder.encode(&EventParts {
+                    let parts = EventParts {
                         stream: &change.stream,
                         label: sub.audience.binding.meta().label,
                         action: *action,
                         subscription: &sub.request_id,
                         seq: change.seq,
                         data,
-                    });
-                    frames.insert(key, frame.clone());
-                    frame
+                    };
+                    if sub.names_subscription {
+                        // A frame of its own per request id: spliced, and not kept (ids rarely
+                        // repeat but consecutively, which `last` catches).
+                        let spliced = splices
+                            .entry((base, key.1, key.2))
+                            .or_insert_with(|| encoder.spliced(&parts));
+                        match spliced {
+                            Some(spliced) => spliced.frame(&sub.request_id),
+                            None => encoder.encode(&parts),
+                        }
+                    } else {
+                        let frame = encoder.encode(&parts);
+                        frames.insert(key, frame.clone());
+                        frame
+                    }
                 }
             };
             last = Some((key, frame));
