@@ -92,12 +92,18 @@ struct Cost {
     changes_per_s: f64,
 }
 
-/// Sends `frames` over one socket, at most `window` unanswered, and checks every reply is 200.
-async fn pipelined(ws: &mut Ws, frames: &[String], window: usize) -> Result<()> {
+/// Sends `n` frames over one socket, `frame(i)` made as it is sent, at most `window`
+/// unanswered, and checks every reply is 200.
+async fn pipelined(
+    ws: &mut Ws,
+    n: usize,
+    window: usize,
+    mut frame: impl FnMut(usize) -> String,
+) -> Result<()> {
     let (mut sent, mut answered) = (0, 0);
-    while answered < frames.len() {
-        while sent < frames.len() && sent - answered < window {
-            ws.send(Message::text(frames[sent].clone()))
+    while answered < n {
+        while sent < n && sent - answered < window {
+            ws.send(Message::text(frame(sent)))
                 .await
                 .map_err(|e| format!("writer: {e}"))?;
             sent += 1;
@@ -115,7 +121,7 @@ async fn pipelined(ws: &mut Ws, frames: &[String], window: usize) -> Result<()> 
 async fn measure(server: &Server, writer: &mut Ws, frames: &[String]) -> Result<Cost> {
     let cpu = CpuSample::take(server.pid());
     let start = Instant::now();
-    pipelined(writer, frames, 32).await?;
+    pipelined(writer, frames.len(), 32, |i| frames[i].clone()).await?;
     let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu.cores_since(server.pid());
     Ok(Cost {
@@ -207,7 +213,7 @@ async fn unaffected(
                     .map(|i| patch(task, i, json!({"text": format!("w{i}")})))
                     .collect();
                 // A warm-up, so that both measurements run on a warm server.
-                pipelined(&mut writer, &frames[..writes.min(200)], 32).await?;
+                pipelined(&mut writer, writes.min(200), 32, |i| frames[i].clone()).await?;
                 let base = measure(&server, &mut writer, &frames).await?;
                 let _sockets = register(server.addr, n, common, query, other).await?;
                 let with = measure(&server, &mut writer, &frames).await?;
@@ -461,28 +467,16 @@ async fn window(
             // The send time is written when the frame is made: make them as they are sent.
             let cpu = CpuSample::take(server.pid());
             let start = Instant::now();
-            let (mut sent, mut answered) = (0, 0);
-            while answered < writes {
-                while sent < writes && sent - answered < 32 {
-                    let task = tasks[(sent * 7919) % TASKS];
-                    let text = format!("{sent}:{}", crate::sys::now_ns());
-                    let frame = patch(
-                        task,
-                        sent,
-                        json!({"priority": (sent * 31 + sent / 7) % 10, "text": text}),
-                    );
-                    writer
-                        .send(Message::text(frame))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    sent += 1;
-                }
-                let reply = client::ws_next_text(&mut writer).await?;
-                if !reply.contains(r#""response_status":200"#) {
-                    return Err(format!("a write failed: {reply}"));
-                }
-                answered += 1;
-            }
+            pipelined(&mut writer, writes, 32, |i| {
+                let task = tasks[(i * 7919) % TASKS];
+                let text = format!("{i}:{}", crate::sys::now_ns());
+                patch(
+                    task,
+                    i,
+                    json!({"priority": (i * 31 + i / 7) % 10, "text": text}),
+                )
+            })
+            .await?;
             let elapsed = start.elapsed().as_secs_f64();
             let cores = cpu.cores_since(server.pid());
             // Every window view must settle on what `list` returns (a group's view is not checked:

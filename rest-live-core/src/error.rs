@@ -56,6 +56,15 @@ impl FieldErrors {
     }
 }
 
+/// What a caught panic said (its `&str` or `String` payload), for the log.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
 /// A failed request, with the status it is answered with (docs/protocol.md, "Errors").
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {

@@ -65,7 +65,15 @@ impl HttpResponse {
 
 const COLLECTION_METHODS: &str = "GET, POST";
 const OBJECT_METHODS: &str = "GET, PUT, PATCH, DELETE";
-const JOB_START_METHODS: &str = "POST";
+const POST_ONLY: &str = "POST";
+
+/// 405 for a method other than `POST` on a job's or an action's path.
+fn post_only(method: &str) -> Failure {
+    (
+        ApiError::MethodNotAllowed(Some(method.to_owned())),
+        Some(POST_ONLY),
+    )
+}
 
 /// Handles one API request (the principal is the one the adapter authenticated).
 pub async fn handle(app: &App, principal: &Principal, req: HttpRequest) -> HttpResponse {
@@ -114,10 +122,7 @@ async fn route(
                 && action.detail() =>
         {
             if method != "POST" {
-                return Err((
-                    ApiError::MethodNotAllowed(Some(method.to_owned())),
-                    Some(JOB_START_METHODS),
-                ));
+                return Err(post_only(method));
             }
             return run_action(app, principal, action, Some(Input::Text(pk.clone())), &req).await;
         }
@@ -141,10 +146,7 @@ async fn route(
                     .declared(stream, job)
                     .is_some_and(|j| j.on_object()) =>
         {
-            return Err((
-                ApiError::MethodNotAllowed(Some(method.to_owned())),
-                Some(JOB_START_METHODS),
-            ));
+            return Err(post_only(method));
         }
         _ => return Err((ApiError::NotFound, None)),
     };
@@ -158,10 +160,7 @@ async fn route(
     {
         if method != "POST" {
             // An action's path takes only POST.
-            return Err((
-                ApiError::MethodNotAllowed(Some(method.to_owned())),
-                Some(JOB_START_METHODS),
-            ));
+            return Err(post_only(method));
         }
         return run_action(app, principal, action, None, &req).await;
     }
@@ -171,10 +170,7 @@ async fn route(
     {
         if method != "POST" {
             // A job's path takes only POST.
-            return Err((
-                ApiError::MethodNotAllowed(Some(method.to_owned())),
-                Some(JOB_START_METHODS),
-            ));
+            return Err(post_only(method));
         }
         return start_job(app, principal, job, None, &req).await;
     }

@@ -92,6 +92,23 @@ struct Document {
 }
 
 impl Document {
+    /// Adds `operation` as the `POST` of a job's or an action's path: `<stream>/{pk}/<name>/`
+    /// (with the pk as a path parameter) on one object, else `<stream>/<name>/`.
+    fn post_on(&mut self, meta: &ResourceMeta, name: &str, on_object: bool, mut operation: Value) {
+        let stream = meta.stream;
+        let path = if on_object {
+            let pk = meta
+                .field(meta.pk)
+                .map_or(json!({}), |f| non_null(type_schema(f.rust_type)));
+            operation["parameters"] =
+                json!([{"name": meta.pk, "in": "path", "required": true, "schema": pk}]);
+            format!("{}/{stream}/{{{}}}/{name}/", self.prefix, meta.pk)
+        } else {
+            format!("{}/{stream}/{name}/", self.prefix)
+        };
+        self.paths.insert(path, json!({"post": operation}));
+    }
+
     /// References to the error responses an operation may give, besides `statuses`.
     fn errors(&self, statuses: &[u16]) -> Map<String, Value> {
         let mut all: Vec<u16> = statuses.to_vec();
@@ -326,17 +343,7 @@ fn action_paths(app: &App, doc: &mut Document, schema_of_stream: &Map<String, Va
             None => json!({"required": false, "content": {"application/json": {"schema": {
                 "type": "object", "description": "No arguments: send nothing, or {}."}}}}),
         };
-        let path = if action.detail() {
-            let pk = meta
-                .field(meta.pk)
-                .map_or(json!({}), |f| non_null(type_schema(f.rust_type)));
-            operation["parameters"] =
-                json!([{"name": meta.pk, "in": "path", "required": true, "schema": pk}]);
-            format!("{}/{stream}/{{{}}}/{name}/", doc.prefix, meta.pk)
-        } else {
-            format!("{}/{stream}/{name}/", doc.prefix)
-        };
-        doc.paths.insert(path, json!({"post": operation}));
+        doc.post_on(meta, name, action.detail(), operation);
     }
 }
 
@@ -377,7 +384,7 @@ fn job_paths(app: &App, doc: &mut Document) {
                 "content": {"application/json": {"schema": state_ref}},
             }),
         );
-        let mut operation = json!({
+        let operation = json!({
             "operationId": format!("{name}_{stream}"),
             "summary": format!("Start the job {name} of {stream}"),
             "tags": [stream],
@@ -388,17 +395,7 @@ fn job_paths(app: &App, doc: &mut Document) {
             }}}},
             "responses": responses,
         });
-        let path = if job.on_object() {
-            let pk = meta
-                .field(meta.pk)
-                .map_or(json!({}), |f| non_null(type_schema(f.rust_type)));
-            operation["parameters"] =
-                json!([{"name": meta.pk, "in": "path", "required": true, "schema": pk}]);
-            format!("{}/{stream}/{{{}}}/{name}/", doc.prefix, meta.pk)
-        } else {
-            format!("{}/{stream}/{name}/", doc.prefix)
-        };
-        doc.paths.insert(path, json!({"post": operation}));
+        doc.post_on(meta, name, job.on_object(), operation);
     }
     let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
     let mut get = doc.errors(&[404]);

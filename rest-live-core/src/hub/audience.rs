@@ -9,6 +9,29 @@ use crate::auth::Principal;
 use crate::resource::binding::Binding;
 use crate::store::changelog::{Change, ChangeAction};
 
+/// A change's rows, parsed once: the old one (none for a create) and the new one (none for a
+/// delete).
+pub(super) struct Rows {
+    pub(super) old: Option<Map<String, Value>>,
+    pub(super) new: Option<Map<String, Value>>,
+}
+
+impl Rows {
+    pub(super) fn of(change: &Change) -> Self {
+        let parse = |json: Option<&str>| json.and_then(|j| serde_json::from_str(j).ok());
+        let old = match change.action {
+            ChangeAction::Create => None,
+            ChangeAction::Update => parse(change.old_row.as_deref()),
+            ChangeAction::Delete => parse(Some(&change.row)),
+        };
+        let new = match change.action {
+            ChangeAction::Delete => None,
+            _ => parse(Some(&change.row)),
+        };
+        Self { old, new }
+    }
+}
+
 /// The data an event of `action` carries for `change` (unrestricted audiences).
 pub fn event_data(change: &Change, action: ChangeAction) -> std::borrow::Cow<'_, str> {
     match action {
@@ -59,22 +82,26 @@ impl Audience {
         if !self.restricted {
             return Some((base, event_data(change, base)));
         }
-        let parse =
-            |json: Option<&str>| -> Option<Map<String, Value>> { serde_json::from_str(json?).ok() };
-        let old = match change.action {
-            ChangeAction::Create => None,
-            ChangeAction::Update => parse(change.old_row.as_deref()),
-            ChangeAction::Delete => parse(Some(&change.row)),
-        };
-        let new = match change.action {
-            ChangeAction::Delete => None,
-            _ => parse(Some(&change.row)),
-        };
+        let rows = Rows::of(change);
+        self.event_of(change, base, &rows)
+    }
+
+    /// [`Audience::event`], with the change's rows already parsed.
+    pub(super) fn event_of<'c>(
+        &self,
+        change: &'c Change,
+        base: ChangeAction,
+        rows: &Rows,
+    ) -> Option<(ChangeAction, std::borrow::Cow<'c, str>)> {
+        if !self.restricted {
+            return Some((base, event_data(change, base)));
+        }
+        let (old, new) = (&rows.old, &rows.new);
         let seen = |o: &Option<Map<String, Value>>| {
             o.as_ref()
                 .is_some_and(|o| self.binding.visible(&self.principal, o))
         };
-        let (was, is) = (seen(&old), seen(&new));
+        let (was, is) = (seen(old), seen(new));
         let action = match base {
             ChangeAction::Create => is.then_some(ChangeAction::Create)?,
             ChangeAction::Delete => was.then_some(ChangeAction::Delete)?,
@@ -88,7 +115,7 @@ impl Audience {
         if action == ChangeAction::Delete {
             return Some((action, event_data(change, action)));
         }
-        let mut object = new?;
+        let mut object = new.clone()?;
         self.binding.present(&self.principal, &mut object);
         Some((action, Value::Object(object).to_string().into()))
     }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
-use super::audience::Audience;
+use super::audience::{Audience, Rows};
 use super::subscriber::{SubList, Subscriber};
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -104,29 +104,6 @@ impl std::hash::Hash for LiveQuery {
 impl std::fmt::Debug for LiveQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("LiveQuery").field(&self.key).finish()
-    }
-}
-
-/// A change's rows, parsed once: the old one (none for a create) and the new one (none for a
-/// delete).
-pub(super) struct Rows {
-    old: Option<Map<String, Value>>,
-    new: Option<Map<String, Value>>,
-}
-
-impl Rows {
-    pub(super) fn of(change: &Change) -> Self {
-        let parse = |json: Option<&str>| json.and_then(|j| serde_json::from_str(j).ok());
-        let old = match change.action {
-            ChangeAction::Create => None,
-            ChangeAction::Update => parse(change.old_row.as_deref()),
-            ChangeAction::Delete => parse(Some(&change.row)),
-        };
-        let new = match change.action {
-            ChangeAction::Delete => None,
-            _ => parse(Some(&change.row)),
-        };
-        Self { old, new }
     }
 }
 
@@ -501,7 +478,7 @@ impl Queries {
                 let events = match &view.window {
                     None => {
                         let Some(base) = base else { continue };
-                        match view.audience.event(change, base) {
+                        match view.audience.event_of(change, base, &rows) {
                             Some((action, data)) => vec![(action, Arc::from(data.as_ref()))],
                             None => continue,
                         }

@@ -18,10 +18,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::binding::{Binding, Bound, Input, output, parse_pk, readable};
+use super::binding::{Binding, Bound, Input, output, parse_pk};
 use super::tx::Tx;
-use super::{Resource, to_raw};
-use crate::error::ApiError;
+use super::{Resource, readable, to_raw};
+use crate::error::{ApiError, panic_message};
 
 /// One action as `#[actions]` declares it. Generated, not implemented by hand.
 pub trait CustomAction: Send + Sync + 'static {
@@ -108,12 +108,10 @@ pub struct ActionRegistration {
 inventory::collect!(ActionRegistration);
 
 fn panicked(name: &str, payload: Box<dyn Any + Send>) -> ApiError {
-    let message = payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into());
-    ApiError::internal(format!("action {name:?} panicked: {message}"))
+    ApiError::internal(format!(
+        "action {name:?} panicked: {}",
+        panic_message(payload.as_ref())
+    ))
 }
 
 fn same_pk<R: Resource>(a: &R, b: &R) -> bool {

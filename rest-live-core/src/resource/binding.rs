@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::permissions::{Action, AllowAll, Permissions, Scope};
 use super::tx::Tx;
-use super::{Resource, ResourceMeta, equalities, to_raw};
+use super::{Resource, ResourceMeta, as_object, equalities, readable, scope, to_raw};
 use crate::auth::Principal;
 use crate::error::{ApiError, FieldErrors};
 pub use crate::query::parse::Input;
@@ -181,32 +181,6 @@ pub(crate) fn parse_pk<R: Resource>(pk: &Input) -> Result<R::Pk, ApiError> {
                 .ok_or_else(|| invalid(e))
         }),
     }
-}
-
-fn scope<R: Resource>(principal: &Principal) -> Scope {
-    if principal.is_system() {
-        Scope::All
-    } else {
-        R::Policy::scope(principal)
-    }
-}
-
-fn as_object<R: Resource>(row: &R) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::to_value(row).map_err(ApiError::internal)? {
-        Value::Object(map) => Ok(map),
-        _ => Err(ApiError::internal(
-            "a resource must serialize to a JSON object",
-        )),
-    }
-}
-
-/// Whether `principal` may read `row`.
-pub(crate) fn readable<R: Resource>(principal: &Principal, row: &R) -> Result<bool, ApiError> {
-    Ok(match scope::<R>(principal) {
-        Scope::All => true,
-        Scope::Nothing => false,
-        scope => scope.contains(&as_object(row)?),
-    })
 }
 
 /// Whether `R`'s policy is the framework's own [`AllowAll`], which scopes and presents nothing:

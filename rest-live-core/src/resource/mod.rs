@@ -14,12 +14,14 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::auth::Principal;
 use crate::error::{ApiError, FieldErrors};
 use crate::meta::Lookup as LookupKind;
 pub use crate::meta::{FieldMeta, Kind, Lookup, ResourceMeta};
 use crate::query::{Condition, Fetched, Operand, Query, Read, Slice, field_index};
 use crate::store::AnyConn;
 pub use permissions::Permissions;
+use permissions::Scope;
 use tx::Tx;
 
 /// Implemented by `#[resource]`; not meant to be implemented by hand.
@@ -180,4 +182,32 @@ pub(crate) fn equalities<'a, R: Resource>(
 /// Serializes `value` as a raw JSON value for a reply's `data`.
 pub(crate) fn to_raw<T: Serialize + ?Sized>(value: &T) -> Result<Box<RawValue>, ApiError> {
     serde_json::value::to_raw_value(value).map_err(ApiError::internal)
+}
+
+/// What `principal` may read of `R` (everything for the application's own principal).
+pub(crate) fn scope<R: Resource>(principal: &Principal) -> Scope {
+    if principal.is_system() {
+        Scope::All
+    } else {
+        R::Policy::scope(principal)
+    }
+}
+
+/// `row` as a JSON object (a resource serializes to one).
+pub(crate) fn as_object<R: Resource>(row: &R) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::to_value(row).map_err(ApiError::internal)? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::internal(
+            "a resource must serialize to a JSON object",
+        )),
+    }
+}
+
+/// Whether `principal` may read `row`.
+pub(crate) fn readable<R: Resource>(principal: &Principal, row: &R) -> Result<bool, ApiError> {
+    Ok(match scope::<R>(principal) {
+        Scope::All => true,
+        Scope::Nothing => false,
+        scope => scope.contains(&as_object(row)?),
+    })
 }

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::Resource;
-use super::permissions::{Action, Permissions, Scope};
+use super::permissions::{Action, Permissions};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::query::{Query, Slice};
@@ -110,19 +110,7 @@ impl<'a> Tx<'a> {
     /// retrieve or list. The reads of a transaction ([`Tx::get`], [`Tx::filter`]) are not scoped;
     /// an action that works on what its caller sees keeps the rows this says yes to.
     pub fn can_read<R: Resource>(&self, row: &R) -> Result<bool, ApiError> {
-        if self.principal.is_system() {
-            return Ok(true);
-        }
-        Ok(
-            match <R::Policy as Permissions<R>>::scope(&self.principal) {
-                Scope::All => true,
-                Scope::Nothing => false,
-                scope => match serde_json::to_value(row).map_err(ApiError::internal)? {
-                    Value::Object(object) => scope.contains(&object),
-                    _ => false,
-                },
-            },
-        )
+        super::readable(&self.principal, row)
     }
 
     /// Every object matching equality filters on filterable fields, e.g. `{"list_id": 1}`.

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use super::changelog;
 use super::commit::{Committed, Finished};
 use super::conn::AnyConn;
-use crate::error::ApiError;
+use crate::error::{ApiError, panic_message};
 
 /// Bodies committed together at most.
 const MAX_BATCH: usize = 64;
@@ -95,14 +95,6 @@ impl Writer {
             .await
             .map_err(|_| ApiError::internal("the writer thread stopped before answering"))?
     }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Runs one body inside its savepoint: its error, or its panic, rolls back only its own writes.
