@@ -73,6 +73,10 @@ async fn main() -> Result<(), rest_live::Error> {
             if let Some(bytes) = env_u64("REST_LIVE_QUEUE_BYTES") {
                 c.queue_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
             }
+            // How long a busy connection's writer may hold events to send them together.
+            if let Some(ms) = env_u64("REST_LIVE_EVENT_LINGER_MS") {
+                c.event_linger = std::time::Duration::from_millis(ms);
+            }
             // `off` turns every request throttle off (benchmarks, load tests).
             if std::env::var("REST_LIVE_THROTTLE").is_ok_and(|v| v.eq_ignore_ascii_case("off")) {
                 c.throttle = false;

@@ -243,6 +243,15 @@ async fn serve_rest_live(db: &str) -> Result<()> {
         // The request throttles (per connection, principal, address) are a policy, not a cost:
         // off, so that they cannot cap the writer or the request loops.
         .throttle(false)
+        // `REST_LIVE_EVENT_LINGER_MS`, as the example reads it, to measure other lingers.
+        .configure(|c| {
+            if let Some(ms) = std::env::var("REST_LIVE_EVENT_LINGER_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+            {
+                c.event_linger = std::time::Duration::from_millis(ms);
+            }
+        })
         .build()
         .await
         .map_err(|e| e.to_string())?;

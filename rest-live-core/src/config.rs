@@ -102,6 +102,13 @@ pub struct Config {
     /// How long a reply waits for room in a full queue (the connection reads no further request
     /// meanwhile) before the client is taken as not reading and closed with 4008.
     pub send_timeout: Duration,
+    /// How long the writer of a busy connection may hold events so that they go out together:
+    /// a connection that sent something less than this long ago waits until this long after
+    /// it, or until a reply or 64 KiB is queued, then sends everything at once. One socket write
+    /// costs about as much as the bytes of dozens of events, so under load this multiplies the
+    /// events a server delivers per second (BENCHMARKS.md); an occasional event, and every
+    /// reply, goes out at once. `Duration::ZERO` sends each event as soon as it is queued.
+    pub event_linger: Duration,
     /// A connection from which nothing has arrived for this long is pinged.
     pub ping_interval: Duration,
     /// A pinged connection from which nothing arrives for this long is closed (1001): the peer is
@@ -290,6 +297,7 @@ impl Default for Config {
             job_retention: Duration::from_secs(7 * 24 * 3600),
             queue_bytes: 4 << 20,
             send_timeout: Duration::from_secs(10),
+            event_linger: Duration::from_millis(20),
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(20),
             frame_timeout: Duration::from_secs(10),

@@ -87,6 +87,9 @@ pub enum Outgoing {
     Frame(Frame),
     /// A ping, to learn whether an idle peer is still there.
     Ping,
+    /// Bytes to write to the socket as they are: whole frames the adapter's protocol layer
+    /// wrote (the pong to a ping, the answer to a close).
+    Raw(Bytes),
 }
 
 /// The bounds of one connection's queue.
@@ -123,6 +126,11 @@ struct Shared {
     frames: AtomicUsize,
     /// Woken when something is queued, and when the outbox is gone (one waiter: the writer).
     ready: Notify,
+    /// Something queued should not wait for more to join it: a reply, a control frame, or a
+    /// full batch. Cleared by the writer when it takes what is queued.
+    urgent: AtomicBool,
+    /// Woken when `urgent` is set, and when the outbox is gone (one waiter: a lingering writer).
+    hurry: Notify,
     /// Woken when the writer takes frames (room for a waiting reply) and on close.
     room: Notify,
     /// The outbox is gone: the writer sends what is queued, then ends.
@@ -133,6 +141,9 @@ struct Shared {
 
 /// Room a queue keeps once it has emptied after a burst (more is given back).
 const KEPT_CAPACITY: usize = 16;
+
+/// Queued bytes that make a batch worth sending at once, lingering or not.
+pub const FULL_BATCH: usize = 64 * 1024;
 
 impl Shared {
     /// Accounts for a frame that left the queue (or never entered it).
@@ -150,9 +161,24 @@ impl Shared {
         if self.drained.load(Ordering::Acquire) {
             return false;
         }
-        self.queue().push_back(item);
-        self.ready.notify_one();
+        let was_empty = {
+            let mut queue = self.queue();
+            queue.push_back(item);
+            queue.len() == 1
+        };
+        // The writer waits only once it has found the queue empty, and it takes every item
+        // before it does: only the first item after that needs to wake it.
+        if was_empty {
+            self.ready.notify_one();
+        }
         true
+    }
+
+    /// Tells a lingering writer to send what is queued now.
+    fn hurry(&self) {
+        if !self.urgent.swap(true, Ordering::AcqRel) {
+            self.hurry.notify_one();
+        }
     }
 
     /// Takes the first queued item; taking a frame makes its room available again (it is now the
@@ -255,6 +281,7 @@ impl Outbox {
             // Registered before the attempt, so room made in between is not missed.
             room.as_mut().enable();
             if self.try_push(frame.clone()) {
+                self.shared.hurry();
                 return true;
             }
             tokio::select! {
@@ -284,12 +311,23 @@ impl Outbox {
             self.shared.remove(len);
             return false;
         }
+        if before < FULL_BATCH && before + len >= FULL_BATCH {
+            self.shared.hurry();
+        }
         true
     }
 
     /// Asks the writer to ping the peer (outside the bounds: it is a few bytes).
     pub fn ping(&self) {
         self.shared.push(Outgoing::Ping);
+    }
+
+    /// Queues bytes to be written as they are, at once (outside the bounds: control frames of a
+    /// few bytes, at most one per frame the peer sent).
+    pub fn push_raw(&self, bytes: Bytes) {
+        if self.shared.push(Outgoing::Raw(bytes)) {
+            self.shared.hurry();
+        }
     }
 
     /// Asks the writer to close the connection (the first reason wins).
@@ -315,6 +353,7 @@ impl Drop for Outbox {
     fn drop(&mut self) {
         self.shared.gone.store(true, Ordering::Release);
         self.shared.ready.notify_one();
+        self.shared.hurry();
     }
 }
 
@@ -338,6 +377,37 @@ impl Drain {
     /// The next thing to send if one is queued now.
     pub fn try_next(&mut self) -> Option<Outgoing> {
         self.shared.pop()
+    }
+
+    /// Waits for more events to join what is queued: until `deadline`, or until something is
+    /// queued that should not wait (a reply, a control frame, a full batch), or the outbox is
+    /// gone. The writer of a busy connection lingers so that one socket write carries many
+    /// events: each write costs about as much as the bytes of dozens of events.
+    pub async fn linger(&mut self, deadline: tokio::time::Instant) {
+        loop {
+            let hurry = self.shared.hurry.notified();
+            tokio::pin!(hurry);
+            hurry.as_mut().enable();
+            if self.shared.urgent.load(Ordering::Acquire)
+                || self.shared.gone.load(Ordering::Acquire)
+            {
+                return;
+            }
+            tokio::select! {
+                _ = &mut hurry => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
+    /// Whether something queued should not wait (see [`Drain::linger`]).
+    pub fn is_urgent(&self) -> bool {
+        self.shared.urgent.load(Ordering::Acquire)
+    }
+
+    /// The writer is taking everything queued now: what is queued from here on waits anew.
+    pub fn take_all(&mut self) {
+        self.shared.urgent.store(false, Ordering::Release);
     }
 
     /// Drops what is still queued (the connection is closing: its client resumes with `since`).

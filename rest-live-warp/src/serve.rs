@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use warp::{Filter, Rejection, Reply};
 
 use crate::ClientAddr;
+pub(crate) use socket::Socket;
 use socket::Sockets;
 
 pub use fd_limit::default_max_connections;

@@ -3,27 +3,21 @@
 //! Every endpoint is the same code with another wire format ([`Codec`]): the protocol's
 //! `{stream, payload}` envelope, and django-rest-live's subscription format; handshake, limits
 //! and close codes are the same.
+//!
+//! The socket is split in two halves ([`halves`]): tungstenite's protocol engine reads the
+//! peer's frames ([`reader`]), and server frames are written by hand ([`frames`]), many per
+//! vectored write.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::{OnUpgrade, Upgraded};
-use hyper_util::rt::TokioIo;
-use rest_live_core::transport::{
-    CloseReason, Codec, Connection, Drain, ENVELOPE, Frame, HttpResponse, Outgoing,
-};
+use hyper::upgrade::OnUpgrade;
+use rest_live_core::transport::{CloseReason, Codec, Connection, Drain, ENVELOPE, HttpResponse};
 use rest_live_core::{App, Principal};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use warp::http::header::{
     CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
@@ -32,6 +26,13 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::credentials;
 use crate::liveness::{Monitor, Peer};
+
+mod frames;
+mod halves;
+mod reader;
+
+use frames::FrameWriter;
+use reader::FrameReader;
 
 /// The protocol's endpoint, at [`rest_live_core::Config::ws_path`].
 pub fn route(app: App) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -189,22 +190,16 @@ async fn upgrade(
     let limit = config.max_frame_bytes;
     let ws_config = WebSocketConfig::default()
         .read_buffer_size(config.ws_read_buffer_bytes.max(256))
-        // Queued frames are written out in one go past this size (and at every flush). The
-        // buffer keeps its size after a burst, so tungstenite's default (128 KiB) would be kept
-        // by every connection that once had a long queue.
-        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(limit))
         .max_frame_size(Some(limit));
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let peer = monitor.watch();
-                let io = Counted {
-                    io: TokioIo::new(upgraded),
-                    peer: peer.clone(),
-                };
-                let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config));
-                start(app, socket.await, peer, principal, token, codec, client).await;
+                let (read, write, read_already) = halves::split(upgraded);
+                let reader = FrameReader::new(read, read_already, peer.clone(), ws_config);
+                let writer = FrameWriter::new(write);
+                start(app, reader, writer, peer, principal, token, codec, client).await;
             }
             Err(error) => tracing::debug!(%error, "websocket upgrade failed"),
         }
@@ -218,68 +213,13 @@ async fn upgrade(
     response
 }
 
-/// The upgraded socket, counting the bytes received (to tell a frame in progress from silence).
-struct Counted {
-    io: TokioIo<Upgraded>,
-    peer: Arc<Peer>,
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        let read = buf.filled().len() - before;
-        if read > 0 {
-            self.peer.received(read);
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Counted {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-type WebSocket = WebSocketStream<Counted>;
-
-/// See `write_buffer_size` in [`upgrade`]: room for ~80 typical events per socket write.
-const WRITE_BUFFER: usize = 16 * 1024;
-
 /// Opens the connection and starts its reader and writer tasks. Each task holds only what it
 /// needs while the connection is idle: its size is most of an idle connection's memory.
+#[allow(clippy::too_many_arguments)]
 async fn start(
     app: App,
-    socket: WebSocket,
+    mut reader: FrameReader,
+    writer: FrameWriter,
     peer: Arc<Peer>,
     principal: Principal,
     token: Option<String>,
@@ -287,19 +227,20 @@ async fn start(
     client: Option<std::net::IpAddr>,
 ) {
     let grace = app.config().close_grace;
-    let (sink, stream) = socket.split();
+    let linger = app.config().event_linger;
     let signed_in = principal.id.is_some();
     let (mut connection, drain) = Connection::open(&app, principal, codec);
     connection.set_client(client);
     peer.open(connection.outbox());
+    reader.answer_to(connection.outbox());
     // A revocation between the handshake's check and the registration above would have missed
     // this socket: check the credential once more now that revocations reach it.
     if signed_in && Box::pin(app.authenticate(token.as_deref())).await.is_err() {
         connection.close(CloseReason::REVOKED);
     }
     tracing::debug!(connection = connection.id(), "websocket opened");
-    let writer = tokio::spawn(write(sink, drain, grace));
-    tokio::spawn(read(stream, connection, writer, peer, grace));
+    let writer = tokio::spawn(write(writer, drain, grace, linger));
+    tokio::spawn(read(reader, connection, writer, peer, grace));
 }
 
 /// The reader of a socket: hands each frame to the connection, in order, until either side
@@ -307,7 +248,7 @@ async fn start(
 /// slowly). Once the connection closes, it waits (within the grace) for the peer to answer the
 /// close frame, so that the TCP connection ends only after the peer has read it.
 async fn read(
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    mut stream: FrameReader,
     mut connection: Connection,
     writer: tokio::task::JoinHandle<()>,
     peer: Arc<Peer>,
@@ -384,21 +325,21 @@ fn close_reason(error: &WsError) -> Option<CloseReason> {
     }
 }
 
-/// The single writer of a socket: sends queued frames, batching what is waiting into one flush,
-/// until the queue ends or a close is asked for. On a close, what is still queued is dropped
-/// (the client resumes with `since`), and the close frame follows what was already handed to the
+/// The single writer of a socket: sends queued frames, batching what is waiting into one
+/// vectored write, until the queue ends or a close is asked for. A connection that wrote less
+/// than `linger` ago waits for more events to join the batch (see
+/// [`rest_live_core::Config::event_linger`]). On a close, what is still queued is dropped (the
+/// client resumes with `since`), and the close frame follows what was already handed to the
 /// socket; the socket is dropped if the client does not take it within `grace`.
-async fn write(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut drain: Drain,
-    grace: Duration,
-) {
+async fn write(mut frames: FrameWriter, mut drain: Drain, grace: Duration, linger: Duration) {
     let mut signal = drain.close_signal();
     let reason = {
         // One close future for the connection's life, not one per wake-up (it showed in profiles).
         // Scoped: its room in the task is reused by the close below.
         let closed = closed(&mut signal);
         tokio::pin!(closed);
+        // When the socket was last written to (never, at first).
+        let mut last: Option<tokio::time::Instant> = None;
         loop {
             let item = tokio::select! {
                 biased;
@@ -406,33 +347,41 @@ async fn write(
                 item = drain.next() => item,
             };
             let Some(item) = item else {
-                let _ = sink.close().await;
+                // The connection is gone: what it queued last (the answer to a close) goes out.
+                let _ = tokio::time::timeout(grace, frames.flush()).await;
                 return;
             };
-            let send = async {
-                sink.feed(message(item)).await?;
-                while let Some(item) = drain.try_next() {
-                    sink.feed(message(item)).await?;
+            if let Some(last) = last.filter(|last| last.elapsed() < linger)
+                && !drain.is_urgent()
+            {
+                tokio::select! {
+                    biased;
+                    reason = &mut closed => break reason,
+                    () = drain.linger(last + linger) => {}
                 }
-                sink.flush().await
-            };
-            // A client that does not read blocks the send; a close must still get through.
+            }
+            drain.take_all();
+            frames.push(item);
+            while !frames.is_full() {
+                let Some(item) = drain.try_next() else { break };
+                frames.push(item);
+            }
+            // A client that does not read blocks the write; a close must still get through.
             let sent = tokio::select! {
                 biased;
                 reason = &mut closed => break reason,
-                sent = send => sent,
+                sent = frames.flush() => sent,
             };
             if sent.is_err() {
                 return;
             }
+            last = Some(tokio::time::Instant::now());
         }
     };
     drain.discard();
-    let close = sink.send(Message::Close(Some(CloseFrame {
-        code: CloseCode::from(reason.code),
-        reason: Utf8Bytes::from_static(reason.reason),
-    })));
-    let _ = tokio::time::timeout(grace, close).await;
+    // After the rest of a batch cut short (a frame is never cut), the close frame.
+    frames.push_close(reason);
+    let _ = tokio::time::timeout(grace, frames.flush()).await;
 }
 
 /// Completes when the connection is told to close, with why (never if it is dropped unclosed:
@@ -446,19 +395,4 @@ async fn closed(signal: &mut watch::Receiver<Option<CloseReason>>) -> CloseReaso
             std::future::pending::<()>().await;
         }
     }
-}
-
-fn message(item: Outgoing) -> Message {
-    match item {
-        Outgoing::Frame(frame) => text(frame),
-        Outgoing::Ping => Message::Ping(Bytes::new()),
-    }
-}
-
-fn text(frame: Frame) -> Message {
-    // Frames are JSON produced by serde_json, hence UTF-8: the check is one pass over the bytes,
-    // and the bytes themselves are shared with every other subscriber of the event, not copied.
-    let text = Utf8Bytes::try_from(frame.clone())
-        .unwrap_or_else(|_| String::from_utf8_lossy(&frame).into_owned().into());
-    Message::Text(text)
 }

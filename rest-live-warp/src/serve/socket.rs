@@ -78,13 +78,21 @@ impl Sockets {
 }
 
 /// An accepted TCP stream holding one of the server's slots.
-pub(super) struct Socket {
+pub(crate) struct Socket {
     stream: TcpStream,
     // Dropped after `stream` (fields drop in order): the slot is free once the socket is closed.
     _slot: Slot,
 }
 
 struct Slot(Arc<Sockets>);
+
+impl Socket {
+    /// The TCP stream (for reading and writing through a shared reference, as the two halves of
+    /// an upgraded WebSocket do).
+    pub(crate) fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
