@@ -357,7 +357,9 @@ async fn write(mut frames: FrameWriter, mut drain: Drain, grace: Duration, linge
                 tokio::select! {
                     biased;
                     reason = &mut closed => break reason,
-                    () = drain.linger(last + linger) => {}
+                    // Boxed: only a busy connection lingers; inlined, its timer would make every
+                    // idle connection's task larger.
+                    () = Box::pin(drain.linger(last + linger)) => {}
                 }
             }
             drain.take_all();
