@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use rest_live::testing::{Received, TestServer, WsClient};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const WAIT: Duration = Duration::from_secs(10);
@@ -31,6 +31,43 @@ async fn subscribe(ws: &mut WsClient, list: i64) {
     assert_eq!(reply.status, 201, "{reply}");
 }
 
+/// Retrieves the list until `want` events have come (with `events`, those that came already),
+/// each request's reply right after the events it took along; the events, in arrival order.
+/// An event is published a moment after its write's response, so a reply may come before the
+/// last ones. Without a reply they would wait an hour; each reply comes at once.
+async fn ask_until(
+    ws: &mut WsClient,
+    list: i64,
+    mut events: Vec<Value>,
+    want: usize,
+) -> Vec<Value> {
+    for attempt in 0.. {
+        assert!(
+            attempt < 100,
+            "only {} of {want} events arrived",
+            events.len()
+        );
+        ws.send(json!({"stream": "lists", "payload": {"action": "retrieve", "request_id": "get", "pk": list}}))
+            .await;
+        loop {
+            match ws.recv_any(WAIT).await {
+                Some(Received::Event(event)) => events.push(event),
+                Some(Received::Reply(reply)) => {
+                    assert_eq!(reply["payload"]["request_id"], "get", "{reply}");
+                    assert_eq!(reply["payload"]["response_status"], 200, "{reply}");
+                    break;
+                }
+                other => panic!("expected an event or the reply, got {other:?}"),
+            }
+        }
+        if events.len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    events
+}
+
 #[tokio::test]
 async fn a_reply_goes_out_at_once_and_takes_the_waiting_events_along() {
     let server = server().await;
@@ -49,30 +86,8 @@ async fn a_reply_goes_out_at_once_and_takes_the_waiting_events_along() {
         created.push(task.json()["id"].clone());
     }
     // The events wait (the connection wrote its reply a moment ago) until a reply takes them
-    // along. An event is published a moment after its write's response, so a reply may come
-    // before the last ones: ask again until all have come. Without a reply they would wait an
-    // hour; each reply comes at once.
-    let mut events = Vec::new();
-    for attempt in 0.. {
-        assert!(attempt < 100, "only {} of 3 events arrived", events.len());
-        ws.send(json!({"stream": "lists", "payload": {"action": "retrieve", "request_id": "get", "pk": list}}))
-            .await;
-        loop {
-            match ws.recv_any(WAIT).await {
-                Some(Received::Event(event)) => events.push(event),
-                Some(Received::Reply(reply)) => {
-                    assert_eq!(reply["payload"]["request_id"], "get", "{reply}");
-                    assert_eq!(reply["payload"]["response_status"], 200, "{reply}");
-                    break;
-                }
-                other => panic!("expected an event or the reply, got {other:?}"),
-            }
-        }
-        if events.len() >= created.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // along.
+    let events = ask_until(&mut ws, list, Vec::new(), created.len()).await;
     // In order, each once.
     let ids: Vec<_> = events
         .iter()
@@ -99,37 +114,22 @@ async fn a_full_batch_of_events_goes_out_without_waiting() {
     }
     // No request: the events arrive because the batch filled up. All of them but the tail
     // that is still short of a full batch (it waits for the next one, or a reply).
-    let mut seqs = Vec::new();
+    let mut arrived = Vec::new();
     while let Some(Received::Event(event)) = ws.recv_any(Duration::from_secs(2)).await {
-        seqs.push(event["payload"]["seq"].as_i64().expect("seq"));
+        arrived.push(event);
     }
+    let seqs: Vec<i64> = arrived
+        .iter()
+        .map(|e| e["payload"]["seq"].as_i64().expect("seq"))
+        .collect();
     assert!(
         seqs.len() >= 64 * 1024 / 700 && seqs.len() <= count,
         "{} of {count} events arrived",
         seqs.len()
     );
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order: {seqs:?}");
-    // The rest comes with the next replies (the last events may be published after a reply).
-    let mut total = seqs.len();
-    for attempt in 0.. {
-        assert!(attempt < 100, "{total} of {count} events arrived");
-        ws.send(json!({"stream": "lists", "payload": {"action": "retrieve", "request_id": "get", "pk": list}}))
-            .await;
-        loop {
-            match ws.recv_any(WAIT).await {
-                Some(Received::Event(_)) => total += 1,
-                Some(Received::Reply(reply)) => {
-                    assert_eq!(reply["payload"]["response_status"], 200, "{reply}");
-                    break;
-                }
-                other => panic!("expected an event or the reply, got {other:?}"),
-            }
-        }
-        if total >= count {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // The rest comes with the next replies.
+    let total = ask_until(&mut ws, list, arrived, count).await.len();
     assert_eq!(total, count, "every event, once");
     ws.expect_silence(Duration::from_millis(200)).await;
 }
