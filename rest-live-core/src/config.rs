@@ -109,6 +109,12 @@ pub struct Config {
     /// events a server delivers per second (BENCHMARKS.md); an occasional event, and every
     /// reply, goes out at once. `Duration::ZERO` sends each event as soon as it is queued.
     pub event_linger: Duration,
+    /// How many of each stream's last changes are kept in memory for subscribers that fall
+    /// behind. A subscription whose event finds its connection's queue full is not closed: it is
+    /// caught up, from these changes while they still hold what it missed, from the change log
+    /// once it has fallen off them (docs/protocol.md §6). `0` keeps none: every catch-up reads
+    /// the log.
+    pub event_ring: usize,
     /// A connection from which nothing has arrived for this long is pinged.
     pub ping_interval: Duration,
     /// A pinged connection from which nothing arrives for this long is closed (1001): the peer is
@@ -298,6 +304,7 @@ impl Default for Config {
             queue_bytes: 4 << 20,
             send_timeout: Duration::from_secs(10),
             event_linger: Duration::from_millis(20),
+            event_ring: 1024,
             ping_interval: Duration::from_secs(30),
             pong_timeout: Duration::from_secs(20),
             frame_timeout: Duration::from_secs(10),

@@ -4,10 +4,10 @@
 //! signal; it knows nothing of what the frames say, so it imports nothing of the crate.
 //!
 //! The bound holds for replies and events together (docs/protocol.md §6). An event that does not fit
-//! closes the connection with 4008 at once: the hub never waits for one connection. A reply that
-//! does not fit waits for the writer to make room, so the connection reads no further request
-//! meanwhile (backpressure); a client that makes no room within the send timeout is not reading,
-//! and is closed with 4008 too. A frame larger than the whole bound is still queued when the queue
+//! is not queued: the hub never waits for one connection, and catches the subscription up later
+//! (see `crate::hub`). A reply, or a caught-up event, that does not fit waits for the writer to
+//! make room, so the connection reads no further request meanwhile (backpressure); a client that
+//! makes no room within the send timeout is not reading, and is closed with 4008. A frame larger than the whole bound is still queued when the queue
 //! is empty, or it could never be sent.
 
 use std::collections::VecDeque;
@@ -251,25 +251,24 @@ impl Outbox {
         self.close.borrow().is_some()
     }
 
-    /// Queues an event without waiting; one that does not fit closes the connection (4008).
-    pub fn push_event(&self, frame: Frame) {
-        if self.is_closing() {
-            return;
-        }
-        if !self.try_push(frame) {
-            tracing::warn!(
-                connection = self.id,
-                queued_bytes = self.queued_bytes(),
-                "outgoing queue full; closing with 4008"
-            );
-            self.close(CloseReason::SLOW_CONSUMER);
-        }
+    /// Queues an event without waiting, if it fits; false if it does not (the hub then catches
+    /// its subscription up later, or closes the connection with 4008). A full queue is sent at
+    /// once, lingering or not.
+    pub fn try_push_event(&self, frame: Frame) -> bool {
+        self.try_push(frame)
     }
 
     /// Queues a reply (or a replayed event), waiting for room while the client reads; a client
     /// that makes no room within the send timeout is closed with 4008. False once the
     /// connection is gone or closing (the caller stops reading).
     pub async fn send(&self, frame: Frame) -> bool {
+        self.send_while(frame, || Some(())).await
+    }
+
+    /// [`Outbox::send`], queueing only while `allowed` gives a guard: the guard is held while the
+    /// frame is queued, so whatever ends what `allowed` checks under the same lock (and then
+    /// [`Outbox::wake_senders`]) is never followed by the frame. False once it is not allowed.
+    pub async fn send_while<G>(&self, frame: Frame, allowed: impl Fn() -> Option<G>) -> bool {
         let mut closing = self.closing();
         let deadline = tokio::time::Instant::now() + self.bounds.send_timeout;
         loop {
@@ -280,9 +279,14 @@ impl Outbox {
             tokio::pin!(room);
             // Registered before the attempt, so room made in between is not missed.
             room.as_mut().enable();
-            if self.try_push(frame.clone()) {
-                self.shared.hurry();
-                return true;
+            {
+                let Some(_guard) = allowed() else {
+                    return false;
+                };
+                if self.try_push(frame.clone()) {
+                    self.shared.hurry();
+                    return true;
+                }
             }
             tokio::select! {
                 _ = &mut room => {}
@@ -300,6 +304,11 @@ impl Outbox {
         }
     }
 
+    /// Wakes whoever waits in [`Outbox::send_while`] to check again.
+    pub fn wake_senders(&self) {
+        self.shared.room.notify_waiters();
+    }
+
     /// Queues `frame` if it fits (or the queue is empty); false if it does not.
     fn try_push(&self, frame: Frame) -> bool {
         let len = frame.len();
@@ -309,6 +318,8 @@ impl Outbox {
             before == 0 || (before + len <= self.bounds.bytes && frames < self.bounds.frames);
         if !fits || !self.shared.push(Outgoing::Frame(frame)) {
             self.shared.remove(len);
+            // Whatever waits for room: send what is queued now rather than linger.
+            self.shared.hurry();
             return false;
         }
         if before < FULL_BATCH && before + len >= FULL_BATCH {

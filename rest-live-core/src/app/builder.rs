@@ -250,13 +250,16 @@ impl AppBuilder {
             .read(|c| Ok(changelog::heads(c)?))
             .await
             .map_err(|e| Error::Database(e.to_string()))?;
-        let hub = Arc::new(Hub::new(registry.streams().into_iter().map(|s| {
-            let seq = seqs
-                .iter()
-                .find(|(name, _)| name == s)
-                .map_or(0, |(_, seq)| *seq);
-            (s, seq)
-        })));
+        let hub = Arc::new(Hub::new(
+            registry.streams().into_iter().map(|s| {
+                let seq = seqs
+                    .iter()
+                    .find(|(name, _)| name == s)
+                    .map_or(0, |(_, seq)| *seq);
+                (s, seq)
+            }),
+            self.config.event_ring,
+        ));
         let mut tasks = vec![feed::spawn(
             store.clone(),
             hub.clone(),

@@ -3,6 +3,7 @@
 //! subscriptions), and queues replies and events on its bounded [`Outbox`], which the adapter's
 //! single writer task drains.
 
+mod catch_up;
 mod index;
 mod subscriptions;
 

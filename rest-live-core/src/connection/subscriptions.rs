@@ -6,18 +6,16 @@ use std::sync::Arc;
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use super::catch_up::{Follow, REPLAY_BATCH, event_frame};
 use super::{Connection, Handled};
 use crate::error::{ApiError, FieldErrors};
-use crate::hub::{EventParts, LiveQuery, Snapshot, Subscriber, Target};
+use crate::hub::{CatchUp, LiveQuery, Snapshot, Subscriber, Target};
 use crate::protocol::{Echo, Matching, Request, SubscribeOptions};
 use crate::query::parse::QueryInput;
 use crate::resource::binding::{Binding, Input};
 use crate::resource::permissions::Action;
 use crate::resource::to_raw;
 use crate::store::changelog;
-
-/// Changes read from the log per query while replaying.
-const REPLAY_BATCH: i64 = 500;
 
 impl Connection {
     /// `subscribe` with `query` (PROTOCOL §4): the query is checked as `list` checks it (the
@@ -102,8 +100,20 @@ impl Connection {
             }
         }
         let audience = self.audience(binding);
-        let subscriber =
-            Subscriber::new(self.outbox.clone(), id.clone(), audience, self.codec, true);
+        // What can resume with `since` can be caught up; a window cannot (its events depend on
+        // its other rows), and falling behind closes its connection with 4008.
+        let catch_up = match &target {
+            Target::Query(live) if live.limit.is_some() => None,
+            _ => Some(Follow::new(&self.app, binding, &target) as Arc<dyn CatchUp>),
+        };
+        let subscriber = Subscriber::new(
+            self.outbox.clone(),
+            id.clone(),
+            audience,
+            self.codec,
+            true,
+            catch_up,
+        );
         self.app
             .hub()
             .subscribe(stream, &target, subscriber.clone());
@@ -228,7 +238,6 @@ impl Connection {
         {
             return Ok(Handled::Sent);
         }
-        let full_deletes = self.codec.full_deletes();
         let mut cursor = since;
         while cursor < start {
             let from = cursor;
@@ -246,21 +255,10 @@ impl Connection {
             };
             cursor = last.seq;
             for change in &batch {
-                let event = target
-                    .action_for(change)
-                    .and_then(|base| subscriber.audience.event_in(change, base, full_deletes));
-                if let Some((action, data)) = event {
-                    let frame = self.codec.encode(&EventParts {
-                        stream,
-                        label: meta.label,
-                        action,
-                        subscription: &subscriber.request_id,
-                        seq: change.seq,
-                        data: &data,
-                    });
-                    if !self.outbox.send(frame).await {
-                        return Ok(Handled::Sent);
-                    }
+                if let Some(frame) = event_frame(meta, target, subscriber, change)
+                    && !self.outbox.send(frame).await
+                {
+                    return Ok(Handled::Sent);
                 }
             }
         }

@@ -394,7 +394,10 @@ impl Queries {
         };
         let mut removed = false;
         entry.views.retain(|_, view| {
-            removed |= view.subs.remove(conn, request_id);
+            if let Some(sub) = view.subs.remove(conn, request_id) {
+                sub.end();
+                removed = true;
+            }
             !view.subs.is_empty()
         });
         if entry.views.is_empty()

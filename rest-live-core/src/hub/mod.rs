@@ -11,6 +11,7 @@
 mod audience;
 mod encoder;
 mod live;
+mod ring;
 mod subscriber;
 mod target;
 
@@ -26,7 +27,7 @@ pub use audience::{Audience, event_data};
 pub use encoder::{EventEncoder, EventParts, Spliced};
 pub use live::{LiveQuery, Snapshot, WindowRead, Work};
 use subscriber::SubList;
-pub use subscriber::Subscriber;
+pub use subscriber::{CatchUp, Subscriber};
 pub use target::Target;
 
 #[derive(Default)]
@@ -44,6 +45,8 @@ struct StreamHub {
     /// The seq of the newest change handed out. Advanced while the subscription lock is held, so
     /// that a subscription registered "at S" receives exactly the changes after S.
     delivered: AtomicI64,
+    /// The last changes handed out, for subscribers catching up.
+    ring: Mutex<ring::Ring>,
 }
 
 /// Subscriptions of every stream. Streams are fixed when the app starts.
@@ -56,7 +59,9 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(streams: impl IntoIterator<Item = (&'static str, i64)>) -> Self {
+    /// The hub of `streams`, each at the seq it has handed out up to, keeping the last `ring`
+    /// changes of each in memory for subscribers that fall behind ([`Hub::recent`]).
+    pub fn new(streams: impl IntoIterator<Item = (&'static str, i64)>, ring: usize) -> Self {
         Self {
             streams: streams
                 .into_iter()
@@ -67,6 +72,7 @@ impl Hub {
                             subs: RwLock::default(),
                             publishing: Mutex::new(()),
                             delivered: AtomicI64::new(seq),
+                            ring: Mutex::new(ring::Ring::new(ring, seq)),
                         },
                     )
                 })
@@ -82,6 +88,34 @@ impl Hub {
             .get(stream)
             .map(|s| s.delivered.load(Ordering::Acquire))
             .unwrap_or(0)
+    }
+
+    /// The changes of `stream` with `after < seq <= upto` (the first `max`), from memory, if it
+    /// still holds every change after `after`; `None` when `after` has fallen off the ring (read
+    /// the change log then).
+    pub fn recent(
+        &self,
+        stream: &str,
+        after: i64,
+        upto: i64,
+        max: usize,
+    ) -> Option<Vec<std::sync::Arc<Change>>> {
+        let hub = self.streams.get(stream)?;
+        let ring = hub.ring.lock().unwrap_or_else(|p| p.into_inner());
+        ring.after(after, upto, max)
+    }
+
+    /// Whether connection `conn` follows the group `target` of `stream` (a move between two
+    /// groups it follows is one update, on the new group's subscription).
+    pub fn follows(&self, stream: &str, target: &Target, conn: u64) -> bool {
+        let (Some(hub), Target::Group(key, value)) = (self.streams.get(stream), target) else {
+            return false;
+        };
+        let subs = hub.subs.read().unwrap_or_else(|p| p.into_inner());
+        subs.group
+            .get(key)
+            .and_then(|by_value| by_value.get(value))
+            .is_some_and(|list| list.has_conn(conn))
     }
 
     /// Registers `sub` and returns the seq it starts after. Registering the same subscriber on the
@@ -175,6 +209,11 @@ impl Hub {
             let stream = self.stream_name(&change.stream);
             subs.queries.judge(stream, change, &mut live, &mut work);
         }
+        // In the ring before the seq counts as handed out: a catch-up reads up to that seq.
+        hub.ring
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(change);
         hub.delivered.store(change.seq, Ordering::Release);
         send_frames(deliveries, change);
         send_live(&change.stream, change.seq, live);
@@ -306,7 +345,8 @@ fn remove_from(map: &mut HashMap<String, SubList>, key: &str, conn: u64, request
     if list.is_empty() {
         map.remove(key);
     }
-    removed
+    // Nothing of it may follow the unsubscribe's reply, not even what a catch-up read again.
+    removed.map(|sub| sub.end()).is_some()
 }
 
 /// Who gets what for one change.

@@ -14,8 +14,23 @@ use crate::outbox::{CloseReason, Outbox};
 pub struct SubState {
     /// Only changes with a larger seq are delivered.
     after: AtomicI64,
-    /// `Some` while pending: held-back frames with their seq.
-    held: Mutex<Option<Held>>,
+    inner: Mutex<Inner>,
+    /// Who catches this subscription up when it falls behind; `None` for subscriptions whose
+    /// events cannot be read again from the log (a live query's): those close with 4008.
+    catch_up: Option<Arc<dyn CatchUp>>,
+}
+
+/// Where a subscription's events go.
+enum Phase {
+    /// Straight into the connection's queue; `last` is the seq of the last one queued.
+    Live { last: i64 },
+    /// Held back (see the hub's docs) until released at a seq.
+    Pending(Held),
+    /// The connection's queue had no room: events are dropped (nothing is held) until the
+    /// catch-up, which reads what came after `last` again, takes over.
+    Behind { last: i64 },
+    /// Unsubscribed: nothing more goes out.
+    Ended,
 }
 
 /// Frames held back while a subscription is pending, and their bytes.
@@ -23,13 +38,41 @@ pub struct SubState {
 struct Held {
     frames: Vec<(i64, Bytes)>,
     bytes: usize,
+    /// More came than a queue holds: the frames were dropped, and the catch-up reads them again.
+    overrun: bool,
+}
+
+/// Catches a subscription up that fell behind: reads the changes after the seq it last queued
+/// again (the hub's ring, then the change log), with the same target and permissions, queues
+/// them as the client makes room ([`Subscriber::send_caught_up`]), and releases it at the seq it
+/// read up to, as a subscription that resumes does. The connection implements it; the hub only
+/// tells it when.
+pub trait CatchUp: Send + Sync {
+    /// `subscriber` fell behind: start catching it up (without blocking: the hub is publishing).
+    /// Called once per catch-up: not again until [`Subscriber::begin_catch_up`] says it is done.
+    fn fell_behind(self: Arc<Self>, subscriber: Subscriber);
+}
+
+struct Inner {
+    phase: Phase,
+    /// A catch-up is running (it takes every later fall behind too).
+    catching_up: bool,
 }
 
 impl SubState {
-    fn new(pending: bool) -> Arc<Self> {
+    fn new(pending: bool, catch_up: Option<Arc<dyn CatchUp>>) -> Arc<Self> {
+        let phase = if pending {
+            Phase::Pending(Held::default())
+        } else {
+            Phase::Live { last: 0 }
+        };
         Arc::new(Self {
             after: AtomicI64::new(0),
-            held: Mutex::new(pending.then(Held::default)),
+            inner: Mutex::new(Inner {
+                phase,
+                catching_up: false,
+            }),
+            catch_up,
         })
     }
 }
@@ -50,18 +93,21 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// A live subscriber, or a pending one (see the hub's docs).
+    /// A live subscriber, or a pending one (see the hub's docs). With `catch_up`, one that falls
+    /// behind its connection's queue is caught up from the log; without, the connection is
+    /// closed with 4008.
     pub fn new(
         outbox: Arc<Outbox>,
         request_id: Arc<str>,
         audience: Arc<Audience>,
         encoder: &'static dyn EventEncoder,
         pending: bool,
+        catch_up: Option<Arc<dyn CatchUp>>,
     ) -> Self {
         Self {
             outbox,
             request_id,
-            state: SubState::new(pending),
+            state: SubState::new(pending, catch_up),
             audience,
             encoder,
             format: encoder as *const dyn EventEncoder as *const () as usize,
@@ -69,38 +115,144 @@ impl Subscriber {
         }
     }
 
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.state.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(super) fn deliver(&self, seq: i64, frame: Bytes) {
         if seq <= self.state.after.load(Ordering::Acquire) {
             return;
         }
-        let mut held = self.state.held.lock().unwrap_or_else(|p| p.into_inner());
-        match held.as_mut() {
-            Some(held) => {
+        let mut inner = self.inner();
+        match &mut inner.phase {
+            Phase::Live { last } => {
+                let last = *last;
+                if self.outbox.is_closing() {
+                    return;
+                }
+                if self.outbox.try_push_event(frame) {
+                    inner.phase = Phase::Live { last: seq };
+                } else {
+                    self.fall_behind(&mut inner, last);
+                }
+            }
+            Phase::Pending(held) => {
+                if held.overrun {
+                    return;
+                }
                 // A pending subscription holds at most one queue's worth, like a live one.
                 let bounds = self.outbox.bounds();
                 let full = held.frames.len() >= bounds.frames
                     || (!held.frames.is_empty() && held.bytes + frame.len() > bounds.bytes);
-                if full {
-                    self.outbox.close(CloseReason::SLOW_CONSUMER);
-                } else {
+                if !full {
                     held.bytes += frame.len();
                     held.frames.push((seq, frame));
+                } else if self.state.catch_up.is_some() {
+                    // The catch-up after the release reads these again: hold nothing.
+                    *held = Held {
+                        overrun: true,
+                        ..Held::default()
+                    };
+                } else {
+                    self.slow_consumer();
                 }
             }
-            None => self.outbox.push_event(frame),
+            Phase::Behind { .. } | Phase::Ended => {}
         }
     }
 
+    /// The queue had no room for the event after `last`: catch up from there, or, for a
+    /// subscription that cannot be caught up, close the connection.
+    fn fall_behind(&self, inner: &mut Inner, last: i64) {
+        let Some(catch_up) = &self.state.catch_up else {
+            self.slow_consumer();
+            return;
+        };
+        inner.phase = Phase::Behind { last };
+        if !inner.catching_up {
+            inner.catching_up = true;
+            tracing::debug!(
+                connection = self.outbox.id(),
+                after = last,
+                "subscription fell behind its queue; catching up"
+            );
+            catch_up.clone().fell_behind(self.clone());
+        }
+    }
+
+    fn slow_consumer(&self) {
+        tracing::warn!(
+            connection = self.outbox.id(),
+            queued_bytes = self.outbox.queued_bytes(),
+            "outgoing queue full; closing with 4008"
+        );
+        self.outbox.close(CloseReason::SLOW_CONSUMER);
+    }
+
     /// Ends the pending phase: frames held with a seq after `after` go out in order, and from now
-    /// on only changes after `after` are delivered.
+    /// on only changes after `after` are delivered. If more came meanwhile than the queue could
+    /// take, the subscription falls behind at `after` instead and is caught up.
     pub fn release(&self, after: i64) {
-        let mut held = self.state.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = self.inner();
         self.state.after.store(after, Ordering::Release);
-        for (seq, frame) in held.take().unwrap_or_default().frames {
-            if seq > after {
-                self.outbox.push_event(frame);
+        let held = match std::mem::replace(&mut inner.phase, Phase::Live { last: after }) {
+            Phase::Pending(held) => held,
+            other => {
+                inner.phase = other;
+                return;
+            }
+        };
+        if held.overrun {
+            self.fall_behind(&mut inner, after);
+            return;
+        }
+        let mut last = after;
+        for (seq, frame) in held.frames {
+            if seq <= after {
+                continue;
+            }
+            if !self.outbox.try_push_event(frame) {
+                self.fall_behind(&mut inner, last);
+                return;
+            }
+            last = seq;
+        }
+        inner.phase = Phase::Live { last };
+    }
+
+    /// Starts (or goes on with) catching up: the seq to read the subscription's changes after,
+    /// with its events held back from now on until [`Subscriber::release`]. `None` when it no
+    /// longer needs it (it is live again, or ended): the catch-up is over.
+    pub fn begin_catch_up(&self) -> Option<i64> {
+        let mut inner = self.inner();
+        match inner.phase {
+            Phase::Behind { last } => {
+                inner.phase = Phase::Pending(Held::default());
+                Some(last)
+            }
+            _ => {
+                inner.catching_up = false;
+                None
             }
         }
+    }
+
+    /// Queues a frame the catch-up read again, waiting for room while the client reads (a client
+    /// that makes none within the send timeout is closed with 4008). False once the subscription
+    /// ended (nothing of it may follow its unsubscribe's reply) or the connection is closing.
+    pub async fn send_caught_up(&self, frame: Bytes) -> bool {
+        self.outbox
+            .send_while(frame, || {
+                let inner = self.inner();
+                (!matches!(inner.phase, Phase::Ended)).then_some(inner)
+            })
+            .await
+    }
+
+    /// Unsubscribed: nothing more of it goes out, and a catch-up stops.
+    pub(super) fn end(&self) {
+        self.inner().phase = Phase::Ended;
+        self.outbox.wake_senders();
     }
 }
 
@@ -141,6 +293,11 @@ impl<T: Member> SubList<T> {
         self.subs.is_empty()
     }
 
+    /// Whether connection `conn` has a subscription here.
+    pub(super) fn has_conn(&self, conn: u64) -> bool {
+        self.by_conn.contains_key(&conn)
+    }
+
     /// Adds `sub` unless the same subscription (connection and request id) is already here.
     pub(super) fn insert(&mut self, sub: T) -> bool {
         let (conn, request_id) = sub.key();
@@ -156,22 +313,18 @@ impl<T: Member> SubList<T> {
         true
     }
 
-    pub(super) fn remove(&mut self, conn: u64, request_id: &str) -> bool {
-        let Some(positions) = self.by_conn.get_mut(&conn) else {
-            return false;
-        };
-        let Some(at) = positions
+    /// Removes the subscription (connection and request id) and gives it back.
+    pub(super) fn remove(&mut self, conn: u64, request_id: &str) -> Option<T> {
+        let positions = self.by_conn.get_mut(&conn)?;
+        let at = positions
             .iter()
-            .position(|&i| self.subs[i].key().1 == request_id)
-        else {
-            return false;
-        };
+            .position(|&i| self.subs[i].key().1 == request_id)?;
         let index = positions.swap_remove(at);
         if positions.is_empty() {
             self.by_conn.remove(&conn);
         }
         let last = self.subs.len() - 1;
-        self.subs.swap_remove(index);
+        let removed = self.subs.swap_remove(index);
         if index != last {
             // The last subscriber moved into the freed slot.
             let moved = self.subs[index].key().0;
@@ -183,7 +336,7 @@ impl<T: Member> SubList<T> {
                 *p = index;
             }
         }
-        true
+        Some(removed)
     }
 }
 
@@ -218,7 +371,7 @@ mod tests {
             } else {
                 let present = model.iter().position(|m| *m == key);
                 assert_eq!(
-                    list.remove(key.0, &key.1),
+                    list.remove(key.0, &key.1).is_some(),
                     present.is_some(),
                     "remove {key:?}"
                 );

@@ -44,6 +44,28 @@ impl Target {
     }
 }
 
+impl Target {
+    /// For a group subscription and a change that moves an object out of its group or into it:
+    /// the group on the other side of the move.
+    pub fn other_side(&self, change: &Change) -> Option<Target> {
+        let Target::Group(key, value) = self else {
+            return None;
+        };
+        if change.action != ChangeAction::Update {
+            return None;
+        }
+        let old = group_value(change.old_groups.as_deref(), key);
+        let new = group_value(change.new_groups.as_deref(), key);
+        let other = match (old, new) {
+            (Some(old), Some(new)) if old == new => return None,
+            (Some(old), new) if old == *value => new?,
+            (old, Some(new)) if new == *value => old?,
+            _ => return None,
+        };
+        Some(Target::Group(key, other))
+    }
+}
+
 fn group_value(groups: Option<&str>, key: &str) -> Option<String> {
     let map: Map<String, Value> = serde_json::from_str(groups?).ok()?;
     map.get(key).map(Value::to_string)
