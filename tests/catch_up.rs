@@ -126,7 +126,7 @@ async fn falls_behind_and_catches_up(ring: usize) {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let group = |list: i64| if list == a { "a" } else { "b" };
-        if tasks.len() < 4 || seed % 4 == 0 {
+        if tasks.len() < 4 || seed.is_multiple_of(4) {
             let list = if seed & 16 == 0 { a } else { b };
             let created = server
                 .post(

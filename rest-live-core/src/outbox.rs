@@ -137,6 +137,9 @@ struct Shared {
     gone: AtomicBool,
     /// The writer is gone: nothing queued will be sent any more.
     drained: AtomicBool,
+    /// The writer waits for the socket to take bytes: the client has not read what the kernel
+    /// holds for it (see [`Drain::set_stalled`]).
+    stalled: AtomicBool,
 }
 
 /// Room a queue keeps once it has emptied after a burst (more is given back).
@@ -262,13 +265,24 @@ impl Outbox {
     /// that makes no room within the send timeout is closed with 4008. False once the
     /// connection is gone or closing (the caller stops reading).
     pub async fn send(&self, frame: Frame) -> bool {
-        self.send_while(frame, || Some(())).await
+        self.send_inner(frame, || Some(()), false).await
     }
 
     /// [`Outbox::send`], queueing only while `allowed` gives a guard: the guard is held while the
     /// frame is queued, so whatever ends what `allowed` checks under the same lock (and then
     /// [`Outbox::wake_senders`]) is never followed by the frame. False once it is not allowed.
+    /// An event that finds no room while the socket is stalled (the client stopped reading)
+    /// closes the connection with 4008 at once, as [`Outbox::try_push_event`]'s callers do.
     pub async fn send_while<G>(&self, frame: Frame, allowed: impl Fn() -> Option<G>) -> bool {
+        self.send_inner(frame, allowed, true).await
+    }
+
+    async fn send_inner<G>(
+        &self,
+        frame: Frame,
+        allowed: impl Fn() -> Option<G>,
+        event: bool,
+    ) -> bool {
         let mut closing = self.closing();
         let deadline = tokio::time::Instant::now() + self.bounds.send_timeout;
         loop {
@@ -288,6 +302,15 @@ impl Outbox {
                     return true;
                 }
             }
+            if event && self.is_stalled() {
+                tracing::warn!(
+                    connection = self.id,
+                    queued_bytes = self.queued_bytes(),
+                    "outgoing queue full and the client is not reading; closing with 4008"
+                );
+                self.close(CloseReason::SLOW_CONSUMER);
+                return false;
+            }
             tokio::select! {
                 _ = &mut room => {}
                 _ = closing.changed() => {}
@@ -302,6 +325,12 @@ impl Outbox {
                 }
             }
         }
+    }
+
+    /// Whether the writer waits for the socket to take bytes (the client is not reading what
+    /// the kernel already holds for it).
+    pub fn is_stalled(&self) -> bool {
+        self.shared.stalled.load(Ordering::Acquire)
     }
 
     /// Wakes whoever waits in [`Outbox::send_while`] to check again.
@@ -409,6 +438,14 @@ impl Drain {
                 _ = tokio::time::sleep_until(deadline) => return,
             }
         }
+    }
+
+    /// Tells the connection whether a write is waiting for the socket to take bytes: an event
+    /// that then finds the queue full means a client that stopped reading (closed with 4008),
+    /// not a burst (caught up). The writer sets it when a write does not complete at once, and
+    /// clears it when it does.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.shared.stalled.store(stalled, Ordering::Release);
     }
 
     /// Whether something queued should not wait (see [`Drain::linger`]).

@@ -147,7 +147,7 @@ impl Subscriber {
                 if !full {
                     held.bytes += frame.len();
                     held.frames.push((seq, frame));
-                } else if self.state.catch_up.is_some() {
+                } else if self.state.catch_up.is_some() && !self.outbox.is_stalled() {
                     // The catch-up after the release reads these again: hold nothing.
                     *held = Held {
                         overrun: true,
@@ -162,9 +162,17 @@ impl Subscriber {
     }
 
     /// The queue had no room for the event after `last`: catch up from there, or, for a
-    /// subscription that cannot be caught up, close the connection.
+    /// subscription that cannot be caught up or a client that stopped reading, close the
+    /// connection.
     fn fall_behind(&self, inner: &mut Inner, last: i64) {
-        let Some(catch_up) = &self.state.catch_up else {
+        // A client whose socket takes no more bytes has stopped reading: catching it up would
+        // only wait for it (docs/protocol.md §6).
+        let Some(catch_up) = self
+            .state
+            .catch_up
+            .as_ref()
+            .filter(|_| !self.outbox.is_stalled())
+        else {
             self.slow_consumer();
             return;
         };
