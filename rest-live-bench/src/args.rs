@@ -25,6 +25,7 @@ fn allowed(scenario: &str) -> Option<&'static [&'static str]> {
             "window",
             "client-tasks",
             "drain",
+            "stalled",
             "repeat",
         ],
         "reqrep" => &["conns", "duration", "warmup", "tasks", "limit", "ops"],

@@ -47,7 +47,24 @@ fn bind_address_no_port(socket: &TcpSocket) {
 
 /// Opens WebSocket `i` to `ws://addr{path}`.
 pub async fn ws_connect(addr: SocketAddr, path: &str, i: usize, read_buffer: usize) -> Result<Ws> {
+    ws_connect_with(addr, path, i, read_buffer, None).await
+}
+
+/// [`ws_connect`], with the socket's kernel receive buffer set to `receive_buffer` bytes (the
+/// kernel doubles it and keeps a minimum): a client that stops reading then fills quickly.
+pub async fn ws_connect_with(
+    addr: SocketAddr,
+    path: &str,
+    i: usize,
+    read_buffer: usize,
+    receive_buffer: Option<u32>,
+) -> Result<Ws> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    if let Some(bytes) = receive_buffer {
+        socket
+            .set_recv_buffer_size(bytes)
+            .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+    }
     // The source port is chosen at connect time, per destination, so that ports left in TIME_WAIT
     // by an earlier server (another port) do not run the range dry.
     socket.set_reuseaddr(true).map_err(|e| e.to_string())?;

@@ -34,6 +34,10 @@ pub struct Params {
     pub window: usize,
     pub client_tasks: usize,
     pub drain: Duration,
+    /// Subscribers beyond `subs` that subscribe, then never read (with a small kernel receive
+    /// buffer): the others' deliveries/s should not suffer, and the server's memory stays
+    /// bounded (it closes them with 4008 once their socket and queue are full).
+    pub stalled: usize,
     /// What each rest-live subscriber subscribes with: `client::subscribe_frame` (a group) or
     /// `client::query_frame` (a live query of the same tasks).
     pub subscribe: fn(i64, usize, bool) -> String,
@@ -57,6 +61,7 @@ pub async fn run(args: &Args) -> Result<Report> {
         window: args.get("window", 64usize)?.max(1),
         client_tasks: args.get("client-tasks", 0)?,
         drain: Duration::from_secs_f64(args.get("drain", 15.0)?),
+        stalled: args.get("stalled", 0)?,
         subscribe: client::subscribe_frame,
     };
     if subs == 0 || writes == 0 {
@@ -72,7 +77,10 @@ pub async fn run(args: &Args) -> Result<Report> {
         Some(r) => format!("fixed rate {r} writes/s"),
         None => format!("as fast as possible, window {}", p.window),
     };
-    eprintln!("fanout: {subs} subscribers, {writes} writes, {mode}");
+    eprintln!(
+        "fanout: {subs} subscribers (and {} that stop reading), {writes} writes, {mode}",
+        p.stalled
+    );
 
     // Fan-out throughput varies a lot between runs of the same build (how many frames each socket
     // write carries settles differently each time), so rounds can be repeated: each round runs
@@ -187,6 +195,12 @@ pub async fn run(args: &Args) -> Result<Report> {
     }
     for (bare, rest_live) in &rounds {
         for (name, o) in [("bare", bare), ("rest-live", rest_live)] {
+            if p.stalled > 0 {
+                report.notes.push(format!(
+                    "{name}, {} stalled: {} server 4008 closes; server RSS {} KiB after subscribing, {} KiB at the end",
+                    p.stalled, o.slow_consumer_closes, o.server_rss_kib, o.server_rss_end_kib
+                ));
+            }
             if o.missing > 0 || o.out_of_order > 0 || o.bad_frames > 0 || o.write_errors > 0 {
                 report.notes.push(format!(
                     "{name}: {} missing, {} closed subscribers ({} server 4008 closes), {} out of order, {} duplicates, {} unexpected frames, {} failed writes",
@@ -236,6 +250,8 @@ pub struct Outcome {
     pub latency: Latencies,
     pub cpu: Cpu,
     pub server_rss_kib: u64,
+    /// The server's RSS once every write was delivered (or the drain ended).
+    pub server_rss_end_kib: u64,
 }
 
 impl Outcome {
@@ -266,6 +282,7 @@ impl Outcome {
             "latency": self.latency.json(),
             "cpu_cores": report::cpu_json(&self.cpu),
             "server_rss_kib": self.server_rss_kib,
+            "server_rss_end_kib": self.server_rss_end_kib,
             "ratio_deliveries_per_s": report::ratio(self.deliveries_per_s, base.deliveries_per_s),
             "ratio_p99": report::ratio(self.latency.ms(0.99), base.latency.ms(0.99)),
         })
@@ -420,6 +437,23 @@ pub async fn phase(
     let sockets =
         client::subscribers_with(server.addr, "/ws", p.subs, list, common, p.subscribe).await?;
     let connect_s = connect_start.elapsed().as_secs_f64();
+    // Subscribed, and never read from again: held open until the phase ends.
+    let mut stalled = Vec::with_capacity(p.stalled);
+    for i in 0..p.stalled {
+        let mut ws = client::ws_connect_with(
+            server.addr,
+            "/ws",
+            p.subs + 1 + i,
+            common.client_read_buffer,
+            Some(4096),
+        )
+        .await?;
+        let reply = client::ws_request(&mut ws, (p.subscribe)(list, p.subs + 1 + i, false)).await?;
+        if !reply.contains(r#""response_status":201"#) {
+            return Err(format!("subscribe refused: {reply}"));
+        }
+        stalled.push(ws);
+    }
     let writer_path = if bare { "/pub" } else { "/ws" };
     let writer =
         client::ws_connect(server.addr, writer_path, p.subs, common.client_read_buffer).await?;
@@ -451,6 +485,8 @@ pub async fn phase(
         }
     }
     let cpu = cpu.cores_since(server.pid());
+    let server_rss_end_kib = server.rss_kib();
+    drop(stalled);
     for receiver in &receivers {
         receiver.abort();
     }
@@ -510,6 +546,7 @@ pub async fn phase(
         latency: Latencies::from_micros(samples),
         cpu,
         server_rss_kib,
+        server_rss_end_kib,
     })
 }
 

@@ -278,6 +278,7 @@ async fn fan_out(
         window: 64,
         client_tasks: 0,
         drain: Duration::from_secs(15),
+        stalled: 0,
         subscribe,
     };
     let mut table = Table::new(

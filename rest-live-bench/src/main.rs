@@ -43,6 +43,7 @@ scenarios (each bounded in time, loopback only):
            --secs 10 (fixed-rate duration)  --window 64 (max writes ahead of the slowest subscriber)
            --client-tasks 0 (0: one task per socket; N: N tasks multiplexing the sockets)
            --drain 15 (seconds to wait for late deliveries)
+           --stalled 0 (more subscribers that subscribe, then never read)
            --repeat 1 (rounds of both servers; the summary gives the spread of the ratio)
   reqrep   C sockets doing retrieve / list; the same over HTTP GET keep-alive
            --conns 50  --duration 5  --warmup 1  --tasks 100  --limit 25  --ops retrieve,list

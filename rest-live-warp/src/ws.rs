@@ -8,9 +8,7 @@
 //! peer's frames ([`reader`]), and server frames are written by hand ([`frames`]), many per
 //! vectored write.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
@@ -371,22 +369,12 @@ async fn write(mut frames: FrameWriter, mut drain: Drain, grace: Duration, linge
                 frames.push(item);
             }
             // A client that does not read blocks the write; a close must still get through.
-            let flush = frames.flush();
-            tokio::pin!(flush);
-            let sent = match std::future::poll_fn(|cx| Poll::Ready(flush.as_mut().poll(cx))).await {
-                Poll::Ready(sent) => sent,
-                Poll::Pending => {
-                    // The socket takes no more bytes: the client has not read what the kernel
-                    // holds for it. An event that overflows the queue now closes it (4008).
-                    drain.set_stalled(true);
-                    let sent = tokio::select! {
-                        biased;
-                        reason = &mut closed => break reason,
-                        sent = &mut flush => sent,
-                    };
-                    drain.set_stalled(false);
-                    sent
-                }
+            // While it blocks, an event that overflows the queue closes it (4008): it has not
+            // read what the kernel holds for it.
+            let sent = tokio::select! {
+                biased;
+                reason = &mut closed => break reason,
+                sent = frames.flush_noting(|stalled| drain.set_stalled(stalled)) => sent,
             };
             if sent.is_err() {
                 return;

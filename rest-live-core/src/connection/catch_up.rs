@@ -55,28 +55,29 @@ fn event_frame_for(
     }))
 }
 
-/// What catching up one subscription needs (made when it subscribes).
+/// What catching up a connection's subscriptions needs (one per connection; each subscription
+/// carries its own target, and its audience the binding).
 pub(super) struct Follow {
     app: App,
-    binding: &'static dyn Binding,
-    target: Target,
     /// Where the task runs: the hub may publish on a thread of its own.
     runtime: tokio::runtime::Handle,
 }
 
 impl Follow {
-    /// The catch-up of a subscription to `target` of `binding`.
-    pub(super) fn new(app: &App, binding: &'static dyn Binding, target: &Target) -> Arc<Self> {
+    /// The catch-up of a connection's subscriptions.
+    pub(super) fn new(app: &App) -> Arc<Self> {
         Arc::new(Self {
             app: app.clone(),
-            binding,
-            target: target.clone(),
             runtime: tokio::runtime::Handle::current(),
         })
     }
 
     async fn run(&self, subscriber: Subscriber) {
-        let stream = self.binding.meta().stream;
+        let Some(target) = subscriber.target() else {
+            return;
+        };
+        let binding = subscriber.audience.binding;
+        let stream = binding.meta().stream;
         while let Some(mut cursor) = subscriber.begin_catch_up() {
             // Read after the subscription holds its events back: every change up to `head` was
             // dropped or is held (and not released: it is read here), every later one is held.
@@ -106,7 +107,7 @@ impl Follow {
                     }
                 };
                 for change in &batch {
-                    if let Some(frame) = self.frame(&subscriber, change)
+                    if let Some(frame) = self.frame(binding, target, &subscriber, change)
                         && !subscriber.send_caught_up(frame).await
                     {
                         return;
@@ -154,10 +155,16 @@ impl Follow {
 
     /// What live delivery would have sent: as a resume does, except that a move between two
     /// groups this connection follows is one update, on the new group's subscription.
-    fn frame(&self, subscriber: &Subscriber, change: &Change) -> Option<Bytes> {
-        let meta = self.binding.meta();
-        let mut base = self.target.action_for(change)?;
-        if let Some(other) = self.target.other_side(change)
+    fn frame(
+        &self,
+        binding: &'static dyn Binding,
+        target: &Target,
+        subscriber: &Subscriber,
+        change: &Change,
+    ) -> Option<Bytes> {
+        let meta = binding.meta();
+        let mut base = target.action_for(change)?;
+        if let Some(other) = target.other_side(change)
             && self
                 .app
                 .hub()

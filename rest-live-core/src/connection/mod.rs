@@ -43,6 +43,8 @@ pub struct Connection {
     client: Option<std::net::IpAddr>,
     /// This connection's audience per stream, made on first use.
     audiences: HashMap<&'static str, Arc<Audience>>,
+    /// What catches its subscriptions up when they fall behind, made on first use.
+    follow: Option<Arc<catch_up::Follow>>,
 }
 
 impl Connection {
@@ -66,6 +68,7 @@ impl Connection {
             throttle,
             client: None,
             audiences: HashMap::new(),
+            follow: None,
         };
         (connection, outgoing)
     }
@@ -164,6 +167,13 @@ impl Connection {
         self.audiences
             .entry(binding.meta().stream)
             .or_insert_with(|| Audience::new(binding, &self.principal))
+            .clone()
+    }
+
+    /// The catch-up of this connection's subscriptions.
+    fn follow(&mut self) -> Arc<dyn crate::hub::CatchUp> {
+        self.follow
+            .get_or_insert_with(|| catch_up::Follow::new(&self.app))
             .clone()
     }
 

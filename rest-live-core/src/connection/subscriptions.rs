@@ -6,10 +6,10 @@ use std::sync::Arc;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::catch_up::{Follow, REPLAY_BATCH, event_frame};
+use super::catch_up::{REPLAY_BATCH, event_frame};
 use super::{Connection, Handled};
 use crate::error::{ApiError, FieldErrors};
-use crate::hub::{CatchUp, LiveQuery, Snapshot, Subscriber, Target};
+use crate::hub::{LiveQuery, Snapshot, Subscriber, Target};
 use crate::protocol::{Echo, Matching, Request, SubscribeOptions};
 use crate::query::parse::QueryInput;
 use crate::resource::binding::{Binding, Input};
@@ -104,7 +104,7 @@ impl Connection {
         // its other rows), and falling behind closes its connection with 4008.
         let catch_up = match &target {
             Target::Query(live) if live.limit.is_some() => None,
-            _ => Some(Follow::new(&self.app, binding, &target) as Arc<dyn CatchUp>),
+            _ => Some((self.follow(), target.clone())),
         };
         let subscriber = Subscriber::new(
             self.outbox.clone(),

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::audience::Audience;
 use super::encoder::EventEncoder;
+use super::target::Target;
 use crate::outbox::{CloseReason, Outbox};
 
 /// Delivery state of one subscription, shared between the hub and the connection.
@@ -15,9 +16,10 @@ pub struct SubState {
     /// Only changes with a larger seq are delivered.
     after: AtomicI64,
     inner: Mutex<Inner>,
-    /// Who catches this subscription up when it falls behind; `None` for subscriptions whose
-    /// events cannot be read again from the log (a live query's): those close with 4008.
-    catch_up: Option<Arc<dyn CatchUp>>,
+    /// Who catches this subscription up when it falls behind (shared by the connection's
+    /// subscriptions), and what it follows; `None` for subscriptions whose events cannot be
+    /// read again from the log (a window's): those close with 4008.
+    catch_up: Option<(Arc<dyn CatchUp>, Target)>,
 }
 
 /// Where a subscription's events go.
@@ -43,10 +45,10 @@ struct Held {
 }
 
 /// Catches a subscription up that fell behind: reads the changes after the seq it last queued
-/// again (the hub's ring, then the change log), with the same target and permissions, queues
-/// them as the client makes room ([`Subscriber::send_caught_up`]), and releases it at the seq it
-/// read up to, as a subscription that resumes does. The connection implements it; the hub only
-/// tells it when.
+/// again (the hub's ring, then the change log), with the same target
+/// ([`Subscriber::target`]) and permissions, queues them as the client makes room
+/// ([`Subscriber::send_caught_up`]), and releases it at the seq it read up to, as a
+/// subscription that resumes does. The connection implements it; the hub only tells it when.
 pub trait CatchUp: Send + Sync {
     /// `subscriber` fell behind: start catching it up (without blocking: the hub is publishing).
     /// Called once per catch-up: not again until [`Subscriber::begin_catch_up`] says it is done.
@@ -60,7 +62,7 @@ struct Inner {
 }
 
 impl SubState {
-    fn new(pending: bool, catch_up: Option<Arc<dyn CatchUp>>) -> Arc<Self> {
+    fn new(pending: bool, catch_up: Option<(Arc<dyn CatchUp>, Target)>) -> Arc<Self> {
         let phase = if pending {
             Phase::Pending(Held::default())
         } else {
@@ -93,16 +95,16 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// A live subscriber, or a pending one (see the hub's docs). With `catch_up`, one that falls
-    /// behind its connection's queue is caught up from the log; without, the connection is
-    /// closed with 4008.
+    /// A live subscriber, or a pending one (see the hub's docs). With `catch_up` (who, and the
+    /// subscription's target), one that falls behind its connection's queue is caught up from
+    /// the log; without, the connection is closed with 4008.
     pub fn new(
         outbox: Arc<Outbox>,
         request_id: Arc<str>,
         audience: Arc<Audience>,
         encoder: &'static dyn EventEncoder,
         pending: bool,
-        catch_up: Option<Arc<dyn CatchUp>>,
+        catch_up: Option<(Arc<dyn CatchUp>, Target)>,
     ) -> Self {
         Self {
             outbox,
@@ -113,6 +115,11 @@ impl Subscriber {
             format: encoder as *const dyn EventEncoder as *const () as usize,
             names_subscription: encoder.names_subscription(),
         }
+    }
+
+    /// What a subscription that can be caught up follows.
+    pub fn target(&self) -> Option<&Target> {
+        self.state.catch_up.as_ref().map(|(_, target)| target)
     }
 
     fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -167,7 +174,7 @@ impl Subscriber {
     fn fall_behind(&self, inner: &mut Inner, last: i64) {
         // A client whose socket takes no more bytes has stopped reading: catching it up would
         // only wait for it (docs/protocol.md §6).
-        let Some(catch_up) = self
+        let Some((catch_up, _)) = self
             .state
             .catch_up
             .as_ref()

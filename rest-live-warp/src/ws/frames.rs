@@ -143,6 +143,12 @@ impl<W: Sink> FrameWriter<W> {
 
     /// Writes the whole batch. Cancel-safe: what is not written yet stays in the batch.
     pub async fn flush(&mut self) -> io::Result<()> {
+        self.flush_noting(|_| {}).await
+    }
+
+    /// [`FrameWriter::flush`], telling `stalled` when the socket takes no more bytes (`true`,
+    /// each time a write must wait) and when the batch is written (`false`).
+    pub async fn flush_noting(&mut self, stalled: impl Fn(bool)) -> io::Result<()> {
         while self.written < self.len {
             let written = std::future::poll_fn(|cx| {
                 let mut slices = Vec::with_capacity((2 * self.pieces.len()).min(MAX_SLICES));
@@ -163,6 +169,10 @@ impl<W: Sink> FrameWriter<W> {
                 }
                 match self.io.poll_write_vectored(cx, &slices) {
                     Poll::Ready(Ok(0)) => Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Pending => {
+                        stalled(true);
+                        Poll::Pending
+                    }
                     polled => polled,
                 }
             })
@@ -170,6 +180,7 @@ impl<W: Sink> FrameWriter<W> {
             self.written += written;
         }
         std::future::poll_fn(|cx| self.io.poll_flush(cx)).await?;
+        stalled(false);
         self.clear();
         Ok(())
     }
