@@ -11,6 +11,7 @@
 mod audience;
 mod encoder;
 mod live;
+mod query;
 mod ring;
 mod subscriber;
 mod target;
@@ -25,7 +26,8 @@ use serde_json::{Map, Value};
 use crate::store::changelog::{Change, ChangeAction};
 pub use audience::{Audience, event_data};
 pub use encoder::{EventEncoder, EventParts, Spliced};
-pub use live::{LiveQuery, Snapshot, WindowRead, Work};
+pub use live::{Snapshot, WindowRead, Work};
+pub use query::LiveQuery;
 use subscriber::SubList;
 pub use subscriber::{CatchUp, Subscriber};
 pub use target::Target;

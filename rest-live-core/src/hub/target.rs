@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::live::LiveQuery;
+use super::query::LiveQuery;
 use crate::store::changelog::{Change, ChangeAction};
 
 /// What a subscription follows within one stream.
