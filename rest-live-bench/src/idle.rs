@@ -113,10 +113,13 @@ pub async fn measure(
     settle: Duration,
     common: &Common,
 ) -> Result<Outcome> {
+    if kind == Kind::BareReqrep {
+        return Err("idle: the request/reply baseline has no subscriptions".into());
+    }
     let server = Server::start(kind, common).await?;
     let (list, task) = match kind {
         Kind::RestLive => client::create_list_and_task(server.addr, "0:0").await?,
-        Kind::Bare => (1, 1),
+        Kind::Bare | Kind::BareReqrep => (1, 1),
     };
     // One connection first, so that what is allocated once (thread-locals, the hub's group entry,
     // allocator arenas) is in the "before" figure rather than spread over the connections.
@@ -136,7 +139,7 @@ pub async fn measure(
     let mut writer =
         client::ws_connect(server.addr, writer_path, conns, common.client_read_buffer).await?;
     let frame = match kind {
-        Kind::Bare => format!(
+        Kind::Bare | Kind::BareReqrep => format!(
             r#"{{"stream":"tasks","payload":{{"action":"update","request_id":"s","response_status":200,"errors":[],"seq":1,"data":{{"id":{task},"text":"idle","done":false,"list_id":{list}}}}}}}"#
         ),
         Kind::RestLive => format!(

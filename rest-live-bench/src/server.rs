@@ -33,6 +33,8 @@ pub enum Kind {
     RestLive,
     /// Subscribers on `/ws`, a publisher on `/pub` whose frames are broadcast as they are.
     Bare,
+    /// `retrieve` answered from the rest-live server's SQLite file by a prepared point read.
+    BareReqrep,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
         match self {
             Kind::RestLive => "rest-live",
             Kind::Bare => "bare",
+            Kind::BareReqrep => "bare-reqrep",
         }
     }
 }
@@ -56,11 +59,21 @@ pub struct Server {
     exit_grace: std::time::Duration,
     log: PathBuf,
     // Removed after the child is gone (field order: dropped after `child` is killed in `drop`).
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
     pub async fn start(kind: Kind, common: &Common) -> Result<Self> {
+        Self::start_on(kind, common, None).await
+    }
+
+    /// The rest-live server's database file (it is removed with the server).
+    pub fn database(&self) -> PathBuf {
+        self.dir.path().join("bench.db")
+    }
+
+    /// A server; `database` is the SQLite file a [`Kind::BareReqrep`] server reads.
+    pub async fn start_on(kind: Kind, common: &Common, database: Option<PathBuf>) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("rest-live-bench")
             .tempdir()
@@ -90,6 +103,9 @@ impl Server {
             }
             Kind::Bare => {
                 command.arg(common.bare_read_buffer.to_string());
+            }
+            Kind::BareReqrep => {
+                command.arg(database.ok_or("bare-reqrep: the database file to read")?);
             }
         }
         let mut child = command
@@ -128,7 +144,7 @@ impl Server {
             stdin,
             exit_grace,
             log,
-            _dir: dir,
+            dir,
         })
     }
 
@@ -165,7 +181,8 @@ impl Drop for Server {
     }
 }
 
-/// `__serve rest-live <db file>` or `__serve bare [<read buffer bytes>]`: prints
+/// `__serve rest-live <db file>`, `__serve bare [<read buffer bytes>]` or
+/// `__serve bare-reqrep <db file>`: prints
 /// `listening <addr>`, serves until its stdin closes (the parent is gone).
 pub fn child_main(args: &[String]) -> ExitCode {
     sys::raise_nofile_limit();
@@ -206,6 +223,10 @@ pub fn child_main(args: &[String]) -> ExitCode {
             Some("bare") => {
                 let read_buffer = args.get(1).and_then(|b| b.parse().ok());
                 serve_bare(read_buffer).await
+            }
+            Some("bare-reqrep") => {
+                let db = args.get(1).ok_or("bare-reqrep: database file missing")?;
+                serve_bare_reqrep(db).await
             }
             other => Err(format!("unknown server {other:?}")),
         }
@@ -370,4 +391,66 @@ fn slow_consumer() -> Message {
         code: CloseCode::from(4008),
         reason: Utf8Bytes::from_static("client did not read fast enough"),
     }))
+}
+
+/// The request/reply baseline: no framework. Each WebSocket connection opens the same SQLite
+/// file as the rest-live server it is compared with, and answers every `retrieve` frame
+/// (`{"stream":"tasks","payload":{"action":"retrieve","request_id":…,"pk":…}}`) with the task
+/// read by one prepared point query on its own connection, in place (no thread hand-off), and
+/// encoded with serde, in rest-live's reply shape. The fastest a server can do that read on this
+/// machine: the reqrep target is ≥ 0.5× it.
+async fn serve_bare_reqrep(db: &str) -> Result<()> {
+    let listener = listen()?;
+    announce(&listener)?;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let db = db.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = bare_reqrep_connection(stream, &db).await {
+                tracing::debug!("bare reqrep connection: {e}");
+            }
+        });
+    }
+}
+
+async fn bare_reqrep_connection(stream: TcpStream, db: &str) -> Result<()> {
+    use diesel::prelude::*;
+    let _ = stream.set_nodelay(true);
+    let mut conn = diesel::SqliteConnection::establish(db).map_err(|e| e.to_string())?;
+    let socket = tokio_tungstenite::accept_async(stream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sink, mut source) = socket.split();
+    while let Some(message) = source.next().await {
+        let text = match message.map_err(|e| e.to_string())? {
+            Message::Text(text) => text,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let request: serde_json::Value =
+            serde_json::from_str(text.as_str()).map_err(|e| e.to_string())?;
+        let payload = &request["payload"];
+        let request_id = payload["request_id"].to_string();
+        let pk = payload["pk"].as_i64().unwrap_or(0) as i32;
+        let reply = match models::tasks::table
+            .find(pk)
+            .first::<models::Task>(&mut conn)
+            .optional()
+        {
+            Ok(Some(task)) => format!(
+                r#"{{"stream":"tasks","payload":{{"action":"retrieve","request_id":{request_id},"response_status":200,"errors":[],"data":{}}}}}"#,
+                serde_json::to_string(&task).map_err(|e| e.to_string())?
+            ),
+            Ok(None) => format!(
+                r#"{{"stream":"tasks","payload":{{"action":"retrieve","request_id":{request_id},"response_status":404,"errors":["Not found."],"data":null}}}}"#
+            ),
+            Err(e) => return Err(e.to_string()),
+        };
+        sink.send(Message::text(reply))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
