@@ -67,6 +67,23 @@ fn check_fanout(report: &Value, subs: u64, writes: u64) {
     assert_eq!(cases[1]["server"], "rest-live");
 }
 
+/// Subscribers that never read do not keep the readers from every event.
+#[test]
+fn fanout_with_a_stalled_subscriber() {
+    let report = bench(&[
+        "fanout",
+        "--subs",
+        "4",
+        "--stalled",
+        "1",
+        "--writes",
+        "20",
+        "--window",
+        "4",
+    ]);
+    check_fanout(&report, 4, 20);
+}
+
 #[test]
 fn fanout_as_fast_as_possible_one_task_per_socket() {
     let report = bench(&["fanout", "--subs", "5", "--writes", "20", "--window", "4"]);
@@ -148,7 +165,10 @@ fn reqrep_answers_every_request() {
         "3",
     ]);
     let cases = cases(&report);
-    assert_eq!(cases.len(), 4);
+    // WebSocket and HTTP retrieve and list, then the bare server's retrieve.
+    assert_eq!(cases.len(), 5);
+    assert_eq!(cases[4]["transport"], "bare ws", "{:#}", cases[4]);
+    assert_eq!(cases[4]["op"], "retrieve", "{:#}", cases[4]);
     for case in cases {
         assert_eq!(case["errors"], 0, "{case:#}");
         assert!(case["requests"].as_u64().unwrap_or(0) > 0, "{case:#}");
