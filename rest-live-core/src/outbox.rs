@@ -303,28 +303,28 @@ impl Outbox {
                 }
             }
             if event && self.is_stalled() {
-                tracing::warn!(
-                    connection = self.id,
-                    queued_bytes = self.queued_bytes(),
-                    "outgoing queue full and the client is not reading; closing with 4008"
-                );
-                self.close(CloseReason::SLOW_CONSUMER);
+                self.close_slow("outgoing queue full and the client is not reading");
                 return false;
             }
             tokio::select! {
                 _ = &mut room => {}
                 _ = closing.changed() => {}
                 _ = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(
-                        connection = self.id,
-                        queued_bytes = self.queued_bytes(),
-                        "client made no room for a reply; closing with 4008"
-                    );
-                    self.close(CloseReason::SLOW_CONSUMER);
+                    self.close_slow("client made no room for a reply");
                     return false;
                 }
             }
         }
+    }
+
+    /// Closes the connection with 4008 (the client does not read fast enough), logging `why`.
+    pub fn close_slow(&self, why: &str) {
+        tracing::warn!(
+            connection = self.id,
+            queued_bytes = self.queued_bytes(),
+            "{why}; closing with 4008"
+        );
+        self.close(CloseReason::SLOW_CONSUMER);
     }
 
     /// Whether the writer waits for the socket to take bytes (the client is not reading what

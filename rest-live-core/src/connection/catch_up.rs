@@ -88,12 +88,9 @@ impl Follow {
                     Ok(None) => {
                         // Pruned from the log (retention) before it was sent: the client resumes,
                         // and learns that it must resync.
-                        tracing::warn!(
-                            connection = subscriber.outbox.id(),
-                            after = cursor,
-                            "a subscription fell behind past what the log keeps; closing with 4008"
-                        );
-                        subscriber.outbox.close(CloseReason::SLOW_CONSUMER);
+                        subscriber
+                            .outbox
+                            .close_slow("a subscription fell behind past what the log keeps");
                         return;
                     }
                     Err(error) => {

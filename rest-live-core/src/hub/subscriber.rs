@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::audience::Audience;
 use super::encoder::EventEncoder;
 use super::target::Target;
-use crate::outbox::{CloseReason, Outbox};
+use crate::outbox::Outbox;
 
 /// Delivery state of one subscription, shared between the hub and the connection.
 pub struct SubState {
@@ -196,12 +196,7 @@ impl Subscriber {
     }
 
     fn slow_consumer(&self) {
-        tracing::warn!(
-            connection = self.outbox.id(),
-            queued_bytes = self.outbox.queued_bytes(),
-            "outgoing queue full; closing with 4008"
-        );
-        self.outbox.close(CloseReason::SLOW_CONSUMER);
+        self.outbox.close_slow("outgoing queue full");
     }
 
     /// Ends the pending phase: frames held with a seq after `after` go out in order, and from now
