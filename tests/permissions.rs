@@ -1572,6 +1572,51 @@ async fn leaving_a_subscribers_scope_is_a_delete_with_only_the_pk() {
     alice.expect_silence(QUIET).await;
 }
 
+/// Subscribers of one group whose audiences and request ids alternate (the hub shares a frame
+/// between consecutive subscribers of one audience and id, and tells them apart without reading
+/// either): each gets exactly one event, with its own request id and its own principal's view.
+#[tokio::test]
+async fn alternating_audiences_and_request_ids_each_get_their_own_frame() {
+    let server = users_server().await;
+    let list = create_list_as(&server, Who::Alice, "shared").await;
+    let long = "a-request-id-longer-than-fifteen-bytes";
+    let plan = [
+        (Who::Alice, "s"),
+        (Who::Carol, "s"),
+        (Who::Alice, "s"),
+        (Who::Alice, long),
+        (Who::Carol, long),
+        (Who::Alice, "t"),
+        (Who::Alice, "t"),
+        (Who::Alice, "u"),
+        (Who::Carol, "s"),
+        (Who::Alice, "s"),
+    ];
+    let mut sockets = Vec::new();
+    for (who, rid) in plan {
+        let mut ws = who.ws(&server).await;
+        let r = subscribe_group(&mut ws, rid, &list["id"]).await;
+        assert_eq!(r.status, 201, "{who:?} {rid}");
+        sockets.push((who, rid, ws));
+    }
+    let task = create_task_as(&server, Who::Alice, "for everyone", &list["id"]).await;
+    // As an admin sees it: `owner` included.
+    let path = format!("/api/tasks/{}/", task["id"]);
+    let task = Who::Carol.http(&server).get(&path).await.json();
+    assert_eq!(task["owner"], "alice", "{task}");
+    for (who, rid, ws) in &mut sockets {
+        let event = ws.recv_event().await;
+        let p = &event["payload"];
+        assert_eq!(p["request_id"], *rid, "{who:?}: {event}");
+        assert_eq!(p["action"], "create", "{who:?}: {event}");
+        assert_eq!(p["data"], presented(&task, *who), "{who:?}: {event}");
+        assert_owner_shown_to_admins_only(&p["data"], *who, rid);
+    }
+    for (_, _, ws) in &mut sockets {
+        ws.expect_silence(QUIET).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 4. Revocation and logout
 // ---------------------------------------------------------------------------------------------

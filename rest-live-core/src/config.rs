@@ -108,6 +108,8 @@ pub struct Config {
     /// costs about as much as the bytes of dozens of events, so under load this multiplies the
     /// events a server delivers per second (BENCHMARKS.md); an occasional event, and every
     /// reply, goes out at once. `Duration::ZERO` sends each event as soon as it is queued.
+    /// It also bounds how long the hub holds back waking writers while it queues a burst of
+    /// commits (so that each writer sends the whole burst at once).
     pub event_linger: Duration,
     /// How many of each stream's last changes are kept in memory for subscribers that fall
     /// behind. A subscription whose event finds its connection's queue full is not closed: it is

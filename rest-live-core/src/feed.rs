@@ -46,10 +46,13 @@ pub fn spawn(
                 commit = local.recv() => {
                     // The store (held here) keeps the queue open: `None` cannot happen.
                     let Some(commit) = commit else { return };
+                    // The commits queued now are one burst: each writer is woken once for all.
+                    hub.hold_wakes();
                     publish(&store, &hub, commit).await;
                     while let Ok(commit) = local.try_recv() {
                         publish(&store, &hub, commit).await;
                     }
+                    hub.release_wakes();
                     continue;
                 }
                 _ = hub.work_queued() => {
@@ -86,6 +89,8 @@ async fn serve_windows(store: &Store, hub: &Hub) {
         let Some(read) = hub.read_for(&work) else {
             continue;
         };
+        // Nothing held waits for the read.
+        hub.wake_held();
         let result = match read.binding.collection() {
             None => Err(crate::error::ApiError::internal(
                 "a live query on a stream that is not a collection",

@@ -140,6 +140,9 @@ struct Shared {
     /// The writer waits for the socket to take bytes: the client has not read what the kernel
     /// holds for it (see [`Drain::set_stalled`]).
     stalled: AtomicBool,
+    /// The connection was told to close (mirrors the close signal, for the hub to check per
+    /// delivery without touching the signal's lock).
+    closing: AtomicBool,
 }
 
 /// Room a queue keeps once it has emptied after a burst (more is given back).
@@ -161,26 +164,59 @@ impl Shared {
 
     /// Queues `item` unless the writer is gone.
     fn push(&self, item: Outgoing) -> bool {
+        match self.push_quietly(item) {
+            Some(true) => {
+                self.ready.notify_one();
+                true
+            }
+            Some(false) => true,
+            None => false,
+        }
+    }
+
+    /// Queues `item` without waking the writer, unless the writer is gone (`None`); whether the
+    /// writer needs a wake for it. The writer waits only once it has found the queue empty, and
+    /// it takes every item before it does: only the first item after that needs to wake it.
+    fn push_quietly(&self, item: Outgoing) -> Option<bool> {
         if self.drained.load(Ordering::Acquire) {
-            return false;
+            return None;
         }
-        let was_empty = {
-            let mut queue = self.queue();
-            queue.push_back(item);
-            queue.len() == 1
-        };
-        // The writer waits only once it has found the queue empty, and it takes every item
-        // before it does: only the first item after that needs to wake it.
-        if was_empty {
-            self.ready.notify_one();
-        }
-        true
+        let mut queue = self.queue();
+        queue.push_back(item);
+        Some(queue.len() == 1)
     }
 
     /// Tells a lingering writer to send what is queued now.
     fn hurry(&self) {
         if !self.urgent.swap(true, Ordering::AcqRel) {
             self.hurry.notify_one();
+        }
+    }
+
+    /// Takes queued items in order, handing each to `take`, until the queue is empty or `take`
+    /// says it has enough (it returns true); under one lock, with one wake for senders waiting
+    /// for room, however many frames it took.
+    fn take_until(&self, mut take: impl FnMut(Outgoing) -> bool) {
+        let (mut bytes, mut frames) = (0, 0);
+        {
+            let mut queue = self.queue();
+            while let Some(item) = queue.pop_front() {
+                if let Outgoing::Frame(frame) = &item {
+                    bytes += frame.len();
+                    frames += 1;
+                }
+                if take(item) {
+                    break;
+                }
+            }
+            if queue.is_empty() && queue.capacity() > 4 * KEPT_CAPACITY {
+                queue.shrink_to(KEPT_CAPACITY);
+            }
+        }
+        if frames > 0 {
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+            self.frames.fetch_sub(frames, Ordering::AcqRel);
+            self.room.notify_waiters();
         }
     }
 
@@ -251,7 +287,7 @@ impl Outbox {
 
     /// Whether the connection was told to close.
     pub fn is_closing(&self) -> bool {
-        self.close.borrow().is_some()
+        self.shared.closing.load(Ordering::Acquire)
     }
 
     /// Queues an event without waiting, if it fits; false if it does not (the hub then catches
@@ -259,6 +295,18 @@ impl Outbox {
     /// once, lingering or not.
     pub fn try_push_event(&self, frame: Frame) -> bool {
         self.try_push(frame)
+    }
+
+    /// [`Outbox::try_push_event`] without waking the writer: `None` if the event did not fit,
+    /// else whether the writer needs a wake ([`Outbox::wake`]) to send it. The hub wakes the
+    /// writers of a burst of changes once, after the burst, so that each finds all of it.
+    pub fn try_push_event_quietly(&self, frame: Frame) -> Option<bool> {
+        self.try_push_inner(frame, false)
+    }
+
+    /// Wakes the writer for what [`Outbox::try_push_event_quietly`] queued.
+    pub fn wake(&self) {
+        self.shared.ready.notify_one();
     }
 
     /// Queues a reply (or a replayed event), waiting for room while the client reads; a client
@@ -340,21 +388,36 @@ impl Outbox {
 
     /// Queues `frame` if it fits (or the queue is empty); false if it does not.
     fn try_push(&self, frame: Frame) -> bool {
+        self.try_push_inner(frame, true).is_some()
+    }
+
+    /// Queues `frame` if it fits (else `None`), waking the writer if `wake`; else whether it
+    /// needs a wake.
+    fn try_push_inner(&self, frame: Frame, wake: bool) -> Option<bool> {
         let len = frame.len();
         let before = self.shared.bytes.fetch_add(len, Ordering::AcqRel);
         let frames = self.shared.frames.fetch_add(1, Ordering::AcqRel);
         let fits =
             before == 0 || (before + len <= self.bounds.bytes && frames < self.bounds.frames);
-        if !fits || !self.shared.push(Outgoing::Frame(frame)) {
+        let queued = if fits {
+            self.shared.push_quietly(Outgoing::Frame(frame))
+        } else {
+            None
+        };
+        let Some(mut needs_wake) = queued else {
             self.shared.remove(len);
             // Whatever waits for room: send what is queued now rather than linger.
             self.shared.hurry();
-            return false;
+            return None;
+        };
+        if wake && needs_wake {
+            self.shared.ready.notify_one();
+            needs_wake = false;
         }
         if before < FULL_BATCH && before + len >= FULL_BATCH {
             self.shared.hurry();
         }
-        true
+        Some(needs_wake)
     }
 
     /// Asks the writer to ping the peer (outside the bounds: it is a few bytes).
@@ -372,6 +435,7 @@ impl Outbox {
 
     /// Asks the writer to close the connection (the first reason wins).
     pub fn close(&self, reason: CloseReason) {
+        self.shared.closing.store(true, Ordering::Release);
         self.close.send_if_modified(|current| {
             if current.is_none() {
                 *current = Some(reason);
@@ -417,6 +481,13 @@ impl Drain {
     /// The next thing to send if one is queued now.
     pub fn try_next(&mut self) -> Option<Outgoing> {
         self.shared.pop()
+    }
+
+    /// Takes what is queued now, in order, handing each item to `take` until it returns true
+    /// (it has enough) or the queue is empty: one lock and one wake for the whole batch, where
+    /// [`Drain::try_next`] takes one of each per item.
+    pub fn take_until(&mut self, take: impl FnMut(Outgoing) -> bool) {
+        self.shared.take_until(take);
     }
 
     /// Waits for more events to join what is queued: until `deadline`, or until something is

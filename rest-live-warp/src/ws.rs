@@ -364,9 +364,11 @@ async fn write(mut frames: FrameWriter, mut drain: Drain, grace: Duration, linge
             }
             drain.take_all();
             frames.push(item);
-            while !frames.is_full() {
-                let Some(item) = drain.try_next() else { break };
-                frames.push(item);
+            if !frames.is_full() {
+                drain.take_until(|item| {
+                    frames.push(item);
+                    frames.is_full()
+                });
             }
             // A client that does not read blocks the write; a close must still get through.
             // While it blocks, an event that overflows the queue closes it (4008): it has not

@@ -259,6 +259,7 @@ impl AppBuilder {
                 (s, seq)
             }),
             self.config.event_ring,
+            self.config.event_linger,
         ));
         let mut tasks = vec![feed::spawn(
             store.clone(),

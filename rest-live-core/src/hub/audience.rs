@@ -1,7 +1,8 @@
 //! Audiences: principals that see the same objects the same way, so that one visibility check and
 //! one encoding of a change serve all of them.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use serde_json::{Map, Value};
 
@@ -40,6 +41,22 @@ pub fn event_data(change: &Change, action: ChangeAction) -> std::borrow::Cow<'_,
     }
 }
 
+/// The audiences in use, by resource and key (see [`Audience::new`]). Entries whose audience is
+/// gone are dropped whenever the map has doubled since the last sweep.
+static INTERNED: LazyLock<Mutex<Interned>> = LazyLock::new(|| {
+    Mutex::new(Interned {
+        map: HashMap::new(),
+        live: 0,
+    })
+});
+
+struct Interned {
+    /// By resource (its type: bindings are zero-sized, so their addresses may coincide) and key.
+    map: HashMap<(std::any::TypeId, String), Weak<Audience>>,
+    /// Entries left after the last sweep.
+    live: usize,
+}
+
 /// Principals that see the same objects the same way (see `Permissions::audience`): one
 /// visibility check and one encoding per change serve every subscriber of an audience.
 pub struct Audience {
@@ -63,12 +80,26 @@ impl Audience {
         } else {
             "*".to_owned()
         };
-        Arc::new(Self {
-            key,
+        // One `Audience` per (resource, key) while any subscriber holds it, so that the hub tells
+        // two subscribers' audiences apart by address, without reading either key, for each
+        // delivery.
+        let mut interned = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = (binding.type_id(), key);
+        if let Some(audience) = interned.map.get(&slot).and_then(Weak::upgrade) {
+            return audience;
+        }
+        let audience = Arc::new(Self {
+            key: slot.1.clone(),
             principal: principal.clone(),
             binding,
             restricted,
-        })
+        });
+        interned.map.insert(slot, Arc::downgrade(&audience));
+        if interned.map.len() > 2 * interned.live + 64 {
+            interned.map.retain(|_, weak| weak.strong_count() > 0);
+            interned.live = interned.map.len();
+        }
+        audience
     }
 
     /// What this audience gets for `change`, given the event its subscription alone would get

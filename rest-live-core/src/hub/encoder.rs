@@ -57,6 +57,13 @@ pub trait EventEncoder: Send + Sync + 'static {
         None
     }
 
+    /// Which format this is, to tell encoders apart (their statics are zero-sized, so their
+    /// addresses may coincide); not to be overridden.
+    #[doc(hidden)]
+    fn format(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<Self>()
+    }
+
     /// Whether frames name the subscription (its `request_id`): then each subscription gets a
     /// frame of its own; otherwise subscribers of one audience share one frame.
     fn names_subscription(&self) -> bool {

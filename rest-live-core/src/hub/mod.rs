@@ -18,7 +18,7 @@ mod target;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -28,8 +28,8 @@ pub use audience::{Audience, event_data};
 pub use encoder::{EventEncoder, EventParts, Spliced};
 pub use live::{Snapshot, WindowRead, Work};
 pub use query::LiveQuery;
-use subscriber::SubList;
 pub use subscriber::{CatchUp, Subscriber};
+use subscriber::{ShortId, SubList, Wakes};
 pub use target::Target;
 
 #[derive(Default)]
@@ -58,12 +58,32 @@ pub struct Hub {
     work: Mutex<std::collections::VecDeque<Work>>,
     /// Wakes the feed when work is queued from outside a publish (a new window).
     work_queued: tokio::sync::Notify,
+    /// Writers with events queued and not yet woken, while a burst is published (see
+    /// [`Hub::hold_wakes`]).
+    held: Mutex<Held>,
+    /// How long a writer's wake may be held back for more of a burst: the connection's linger.
+    linger: std::time::Duration,
+}
+
+/// Wakes held back during a burst.
+#[derive(Default)]
+struct Held {
+    /// A burst is being published.
+    holding: bool,
+    wakes: Wakes,
+    /// When the first wake held was due.
+    since: Option<std::time::Instant>,
 }
 
 impl Hub {
     /// The hub of `streams`, each at the seq it has handed out up to, keeping the last `ring`
-    /// changes of each in memory for subscribers that fall behind ([`Hub::recent`]).
-    pub fn new(streams: impl IntoIterator<Item = (&'static str, i64)>, ring: usize) -> Self {
+    /// changes of each in memory for subscribers that fall behind ([`Hub::recent`]), and
+    /// holding writers' wakes during a burst for up to `linger` ([`Hub::hold_wakes`]).
+    pub fn new(
+        streams: impl IntoIterator<Item = (&'static str, i64)>,
+        ring: usize,
+        linger: std::time::Duration,
+    ) -> Self {
         Self {
             streams: streams
                 .into_iter()
@@ -81,7 +101,60 @@ impl Hub {
                 .collect(),
             work: Mutex::default(),
             work_queued: tokio::sync::Notify::new(),
+            held: Mutex::default(),
+            linger,
         }
+    }
+
+    /// A burst of changes is about to be published: the writers they reach are woken once, at
+    /// [`Hub::release_wakes`] (or once a wake has waited the linger), so that each finds the
+    /// whole burst queued and sends it in one write, rather than waking for each change.
+    pub fn hold_wakes(&self) {
+        self.held().holding = true;
+    }
+
+    /// The burst is published: wakes every writer it reached.
+    pub fn release_wakes(&self) {
+        self.held().holding = false;
+        self.wake_held();
+    }
+
+    /// Wakes the writers held so far, holding on for the rest of the burst (before the
+    /// publisher waits for something else, such as a read).
+    pub fn wake_held(&self) {
+        let wakes = {
+            let mut held = self.held();
+            held.since = None;
+            std::mem::take(&mut held.wakes)
+        };
+        wake(wakes);
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the writers of `wakes` now, or with the burst if one is held (for no longer than
+    /// the linger).
+    fn wake_later(&self, mut wakes: Wakes) {
+        if wakes.is_empty() {
+            return;
+        }
+        let due = {
+            let mut held = self.held();
+            if !held.holding {
+                wakes
+            } else {
+                let since = *held.since.get_or_insert_with(std::time::Instant::now);
+                held.wakes.append(&mut wakes);
+                if since.elapsed() < self.linger {
+                    return;
+                }
+                held.since = None;
+                std::mem::take(&mut held.wakes)
+            }
+        };
+        wake(due);
     }
 
     /// The seq of the newest change of `stream` handed to subscribers.
@@ -217,8 +290,10 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .push(change);
         hub.delivered.store(change.seq, Ordering::Release);
-        send_frames(deliveries, change);
-        send_live(&change.stream, change.seq, live);
+        let mut wakes = Wakes::new();
+        send_frames(deliveries, change, &mut wakes);
+        send_live(&change.stream, change.seq, live, &mut wakes);
+        self.wake_later(wakes);
         for work in work {
             self.queue(work);
         }
@@ -274,7 +349,9 @@ impl Hub {
         let _publishing = hub.publishing.lock().unwrap_or_else(|p| p.into_inner());
         let subs = hub.subs.read().unwrap_or_else(|p| p.into_inner());
         if let Some((view, seq, events)) = subs.queries.finish(work, result) {
-            send_live(work.stream, seq, vec![(view, events)]);
+            let mut wakes = Wakes::new();
+            send_live(work.stream, seq, vec![(view, events)], &mut wakes);
+            self.wake_later(wakes);
         }
     }
 
@@ -292,12 +369,17 @@ impl Hub {
 /// Sends the events of live-query views, each to every subscriber of its view, in order. A
 /// frame differs only by the subscriber's request id and encoder: consecutive subscribers that
 /// share both (clients that all subscribe as `"q1"`) share the bytes.
-fn send_live(stream: &str, seq: i64, deliveries: Vec<(&live::View, Vec<live::Event>)>) {
+fn send_live(
+    stream: &str,
+    seq: i64,
+    deliveries: Vec<(&live::View, Vec<live::Event>)>,
+    wakes: &mut Wakes,
+) {
     for (view, events) in deliveries {
         let label = view.audience.binding.meta().label;
         for (action, data) in &events {
-            let mut last: Option<((usize, &str), Bytes)> = None;
-            let mut splices: Vec<(usize, Option<Spliced>)> = Vec::new();
+            let mut last: Option<((std::any::TypeId, &str), Bytes)> = None;
+            let mut splices: Vec<(std::any::TypeId, Option<Spliced>)> = Vec::new();
             for sub in view.subs.as_slice() {
                 let request_id = if sub.names_subscription {
                     &*sub.request_id
@@ -333,9 +415,16 @@ fn send_live(stream: &str, seq: i64, deliveries: Vec<(&live::View, Vec<live::Eve
                         frame
                     }
                 };
-                sub.deliver(seq, frame);
+                sub.deliver(seq, frame, wakes);
             }
         }
+    }
+}
+
+/// Wakes each writer of `wakes`.
+fn wake(wakes: Wakes) {
+    for outbox in wakes {
+        outbox.wake();
     }
 }
 
@@ -424,9 +513,10 @@ fn parse_groups(json: Option<&str>) -> Map<String, Value> {
 /// Decides once per audience what it gets, encodes each distinct (audience, action, encoder,
 /// request_id) frame once, and shares its bytes. Encoders that do not name the subscription
 /// (django-rest-live's) share one frame per audience and action.
-fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
+fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change, wakes: &mut Wakes) {
     type Verdict<'c> = Option<(ChangeAction, std::borrow::Cow<'c, str>)>;
-    type FrameKey<'s> = (ChangeAction, &'s str, usize, &'s str);
+    // (base action, audience (by address: audiences are interned), encoder, request id).
+    type FrameKey<'s> = (ChangeAction, usize, std::any::TypeId, &'s str);
     // (base action, audience, whether a delete carries the object) → what the audience gets.
     let mut verdicts: HashMap<(ChangeAction, &str, bool), Verdict<'_>> = HashMap::new();
     // Every frame encoded so far, and the last one used: consecutive subscribers mostly share it,
@@ -435,24 +525,36 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
     let mut frames: HashMap<FrameKey<'_>, Bytes> = HashMap::new();
     // Per (base action, audience, encoder): the event around a hole for the request id, for
     // encoders that splice (each subscriber's frame is then one allocation and three copies).
-    let mut splices: HashMap<(ChangeAction, &str, usize), Option<Spliced>> = HashMap::new();
-    let mut last: Option<(FrameKey<'_>, Bytes)> = None;
+    let mut splices: HashMap<(ChangeAction, &str, std::any::TypeId), Option<Spliced>> =
+        HashMap::new();
+    // The last frame, its key and the short form of its request id.
+    let mut last: Option<(FrameKey<'_>, ShortId, Bytes)> = None;
     for (sub, base) in deliveries {
         // Both decided once, when the subscriber registered: nothing per delivery.
         let encoder = sub.encoder;
-        let request_id = if sub.names_subscription {
-            &*sub.request_id
+        let (request_id, short) = if sub.names_subscription {
+            (&*sub.request_id, sub.short_id)
         } else {
-            ""
+            ("", ShortId::EMPTY)
         };
-        let key = (base, sub.audience.key.as_str(), sub.format, request_id);
-        if last.as_ref().is_none_or(|(k, _)| *k != key) {
+        let key = (
+            base,
+            Arc::as_ptr(&sub.audience) as usize,
+            sub.format,
+            request_id,
+        );
+        // Compared without reading the subscriber's audience or (for short ids) request id:
+        // each is an allocation of its own, a cache miss per subscriber among thousands.
+        let same = last.as_ref().is_some_and(|(k, s, _)| {
+            k.0 == key.0 && k.1 == key.1 && k.2 == key.2 && s.same(short, || k.3 == key.3)
+        });
+        if !same {
             let frame = match frames.get(&key) {
                 Some(frame) => frame.clone(),
                 None => {
                     let full = encoder.full_deletes();
                     let verdict = verdicts
-                        .entry((base, key.1, full))
+                        .entry((base, sub.audience.key.as_str(), full))
                         .or_insert_with(|| sub.audience.event_in(change, base, full));
                     let Some((action, data)) = verdict else {
                         continue;
@@ -469,7 +571,7 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
                         // A frame of its own per request id: spliced, and not kept (ids rarely
                         // repeat but consecutively, which `last` catches).
                         let spliced = splices
-                            .entry((base, key.1, key.2))
+                            .entry((base, sub.audience.key.as_str(), key.2))
                             .or_insert_with(|| encoder.spliced(&parts));
                         match spliced {
                             Some(spliced) => spliced.frame(&sub.request_id),
@@ -482,10 +584,10 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change) {
                     }
                 }
             };
-            last = Some((key, frame));
+            last = Some((key, short, frame));
         }
-        if let Some((_, frame)) = &last {
-            sub.deliver(change.seq, frame.clone());
+        if let Some((_, _, frame)) = &last {
+            sub.deliver(change.seq, frame.clone(), wakes);
         }
     }
 }

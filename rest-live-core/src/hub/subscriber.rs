@@ -11,6 +11,9 @@ use super::encoder::EventEncoder;
 use super::target::Target;
 use crate::outbox::Outbox;
 
+/// Writers to wake once a burst of events is queued.
+pub(super) type Wakes = Vec<Arc<Outbox>>;
+
 /// Delivery state of one subscription, shared between the hub and the connection.
 pub struct SubState {
     /// Only changes with a larger seq are delivered.
@@ -88,10 +91,44 @@ pub struct Subscriber {
     pub state: Arc<SubState>,
     pub audience: Arc<Audience>,
     pub encoder: &'static dyn EventEncoder,
-    /// Which encoder, as a key of the hub's frame cache (encoders are statics: their address).
-    pub(super) format: usize,
+    /// Which encoder, as a key of the hub's frame cache.
+    pub(super) format: std::any::TypeId,
     /// Whether its frames name the subscription (else subscribers of an audience share one).
     pub(super) names_subscription: bool,
+    /// The request id, if short, kept here to compare without reading it.
+    pub(super) short_id: ShortId,
+}
+
+/// A request id of up to 15 bytes, held in place (its length in the last byte, plus one), or
+/// nothing for a longer one: two short ids are equal exactly when their `ShortId`s are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct ShortId(u128);
+
+impl ShortId {
+    /// The empty id (of frames that name no subscription).
+    pub(super) const EMPTY: Self = Self(1 << 120);
+    /// A long id: compare the text.
+    const LONG: Self = Self(0);
+
+    fn of(id: &str) -> Self {
+        let bytes = id.as_bytes();
+        if bytes.len() > 15 {
+            return Self::LONG;
+        }
+        let mut word = [0u8; 16];
+        word[..bytes.len()].copy_from_slice(bytes);
+        word[15] = bytes.len() as u8 + 1;
+        Self(u128::from_le_bytes(word))
+    }
+
+    /// Whether the ids are equal; `text` compares them in full when either is long.
+    pub(super) fn same(self, other: Self, text: impl FnOnce() -> bool) -> bool {
+        if self == Self::LONG || other == Self::LONG {
+            text()
+        } else {
+            self == other
+        }
+    }
 }
 
 impl Subscriber {
@@ -106,14 +143,16 @@ impl Subscriber {
         pending: bool,
         catch_up: Option<(Arc<dyn CatchUp>, Target)>,
     ) -> Self {
+        let short_id = ShortId::of(&request_id);
         Self {
             outbox,
             request_id,
             state: SubState::new(pending, catch_up),
             audience,
             encoder,
-            format: encoder as *const dyn EventEncoder as *const () as usize,
+            format: encoder.format(),
             names_subscription: encoder.names_subscription(),
+            short_id,
         }
     }
 
@@ -126,7 +165,10 @@ impl Subscriber {
         self.state.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn deliver(&self, seq: i64, frame: Bytes) {
+    /// Queues the event of change `seq` (or holds it, or drops it for a catch-up to read
+    /// again). A writer that needs waking for it is added to `wakes`, for the hub to wake once
+    /// it has queued the rest of the burst.
+    pub(super) fn deliver(&self, seq: i64, frame: Bytes, wakes: &mut Wakes) {
         if seq <= self.state.after.load(Ordering::Acquire) {
             return;
         }
@@ -137,10 +179,14 @@ impl Subscriber {
                 if self.outbox.is_closing() {
                     return;
                 }
-                if self.outbox.try_push_event(frame) {
-                    inner.phase = Phase::Live { last: seq };
-                } else {
-                    self.fall_behind(&mut inner, last);
+                match self.outbox.try_push_event_quietly(frame) {
+                    Some(needs_wake) => {
+                        inner.phase = Phase::Live { last: seq };
+                        if needs_wake {
+                            wakes.push(self.outbox.clone());
+                        }
+                    }
+                    None => self.fall_behind(&mut inner, last),
                 }
             }
             Phase::Pending(held) => {
@@ -352,7 +398,22 @@ impl<T: Member> SubList<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{Member, SubList};
+    use super::{Member, ShortId, SubList};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Two ids compare equal through their short forms exactly when their texts are equal,
+        /// around the 15-byte edge and with multi-byte characters.
+        #[test]
+        fn short_ids_compare_as_their_texts(
+            a in "[sé\\-]{0,17}",
+            b in "[sé\\-]{0,17}",
+        ) {
+            let same = ShortId::of(&a).same(ShortId::of(&b), || a == b);
+            prop_assert_eq!(same, a == b);
+            prop_assert!(ShortId::of(&a).same(ShortId::of(&a), || true));
+        }
+    }
 
     impl Member for (u64, String) {
         fn key(&self) -> (u64, &str) {
