@@ -13,9 +13,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use tokio::sync::{Notify, watch};
 
 /// One encoded frame (JSON text), shared without copying by every subscriber that gets it.
@@ -124,8 +126,9 @@ struct Shared {
     /// Bytes and frames queued and not yet taken by the writer.
     bytes: AtomicUsize,
     frames: AtomicUsize,
-    /// Woken when something is queued, and when the outbox is gone (one waiter: the writer).
-    ready: Notify,
+    /// Woken when something is queued, and when the outbox is gone (one waiter: the writer,
+    /// which checks the queue again after it registers; cheaper than a `Notify` per wake).
+    ready: AtomicWaker,
     /// Something queued should not wait for more to join it: a reply, a control frame, or a
     /// full batch. Cleared by the writer when it takes what is queued.
     urgent: AtomicBool,
@@ -166,7 +169,7 @@ impl Shared {
     fn push(&self, item: Outgoing) -> bool {
         match self.push_quietly(item) {
             Some(true) => {
-                self.ready.notify_one();
+                self.ready.wake();
                 true
             }
             Some(false) => true,
@@ -239,6 +242,17 @@ impl Shared {
     }
 }
 
+/// What [`Drain::next_or_close`] gives.
+#[derive(Debug)]
+pub enum Next {
+    /// Something to send.
+    Send(Outgoing),
+    /// Close the connection, for this reason.
+    Close(CloseReason),
+    /// The outbox is gone and everything it queued was taken.
+    End,
+}
+
 /// What the adapter's writer task drains: frames to send, and when to close.
 pub struct Drain {
     shared: Arc<Shared>,
@@ -306,7 +320,7 @@ impl Outbox {
 
     /// Wakes the writer for what [`Outbox::try_push_event_quietly`] queued.
     pub fn wake(&self) {
-        self.shared.ready.notify_one();
+        self.shared.ready.wake();
     }
 
     /// Queues a reply (or a replayed event), waiting for room while the client reads; a client
@@ -411,7 +425,7 @@ impl Outbox {
             return None;
         };
         if wake && needs_wake {
-            self.shared.ready.notify_one();
+            self.shared.ready.wake();
             needs_wake = false;
         }
         if before < FULL_BATCH && before + len >= FULL_BATCH {
@@ -435,7 +449,6 @@ impl Outbox {
 
     /// Asks the writer to close the connection (the first reason wins).
     pub fn close(&self, reason: CloseReason) {
-        self.shared.closing.store(true, Ordering::Release);
         self.close.send_if_modified(|current| {
             if current.is_none() {
                 *current = Some(reason);
@@ -444,6 +457,9 @@ impl Outbox {
                 false
             }
         });
+        // After the reason: whoever sees the flag finds the reason.
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.ready.wake();
         self.shared.room.notify_waiters();
     }
 
@@ -456,7 +472,7 @@ impl Outbox {
 impl Drop for Outbox {
     fn drop(&mut self) {
         self.shared.gone.store(true, Ordering::Release);
-        self.shared.ready.notify_one();
+        self.shared.ready.wake();
         self.shared.hurry();
     }
 }
@@ -465,17 +481,61 @@ impl Drain {
     /// The next thing to send, once the queue has one; `None` once the outbox is gone and what
     /// it queued has been taken.
     pub async fn next(&mut self) -> Option<Outgoing> {
-        loop {
-            if let Some(item) = self.shared.pop() {
-                return Some(item);
+        let shared = &*self.shared;
+        let ready = || {
+            if let Some(item) = shared.pop() {
+                return Some(Some(item));
             }
-            if self.shared.gone.load(Ordering::Acquire) {
-                // Queued before it went.
-                return self.shared.pop();
+            // Queued before it went.
+            shared.gone.load(Ordering::Acquire).then(|| shared.pop())
+        };
+        std::future::poll_fn(|cx| {
+            if let Some(item) = ready() {
+                return Poll::Ready(item);
             }
-            // A push or the outbox's end in between left a permit: this returns at once then.
-            self.shared.ready.notified().await;
+            shared.ready.register(cx.waker());
+            // A push or the outbox's end before the registration woke nobody: look again.
+            match ready() {
+                Some(item) => Poll::Ready(item),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// [`Drain::next`], or the close asked for, which comes first (what is still queued is
+    /// then the caller's to drop): one wake-up source for a writer, so that its loop polls
+    /// nothing else per wake.
+    pub async fn next_or_close(&mut self) -> Next {
+        std::future::poll_fn(|cx| {
+            if let Some(next) = self.ready_now() {
+                return Poll::Ready(next);
+            }
+            self.shared.ready.register(cx.waker());
+            // A push, a close or the outbox's end before the registration woke nobody.
+            match self.ready_now() {
+                Some(next) => Poll::Ready(next),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    fn ready_now(&self) -> Option<Next> {
+        let shared = &*self.shared;
+        if shared.closing.load(Ordering::Acquire)
+            && let Some(reason) = *self.close.borrow()
+        {
+            return Some(Next::Close(reason));
         }
+        if let Some(item) = shared.pop() {
+            return Some(Next::Send(item));
+        }
+        // Queued before it went.
+        shared
+            .gone
+            .load(Ordering::Acquire)
+            .then(|| shared.pop().map_or(Next::End, Next::Send))
     }
 
     /// The next thing to send if one is queued now.

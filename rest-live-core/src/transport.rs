@@ -22,7 +22,7 @@ pub use crate::app::cors::{CrossOrigin, Header};
 use crate::auth::Principal;
 pub use crate::connection::Connection;
 pub use crate::http::{HttpRequest, HttpResponse};
-pub use crate::outbox::{CloseReason, Drain, FULL_BATCH, Frame, Outbox, Outgoing};
+pub use crate::outbox::{CloseReason, Drain, FULL_BATCH, Frame, Next, Outbox, Outgoing};
 pub use crate::protocol::Codec;
 
 /// The protocol's `{stream, payload}` envelope (the main WebSocket endpoint).

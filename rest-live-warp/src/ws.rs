@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
-use rest_live_core::transport::{CloseReason, Codec, Connection, Drain, ENVELOPE, HttpResponse};
+use rest_live_core::transport::{
+    CloseReason, Codec, Connection, Drain, ENVELOPE, HttpResponse, Next,
+};
 use rest_live_core::{App, Principal};
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
@@ -341,15 +343,16 @@ async fn write(mut frames: FrameWriter, mut drain: Drain, grace: Duration, linge
         // When the socket was last written to (never, at first).
         let mut last: Option<tokio::time::Instant> = None;
         loop {
-            let item = tokio::select! {
-                biased;
-                reason = &mut closed => break reason,
-                item = drain.next() => item,
-            };
-            let Some(item) = item else {
-                // The connection is gone: what it queued last (the answer to a close) goes out.
-                let _ = tokio::time::timeout(grace, frames.flush()).await;
-                return;
+            // A close comes this way too: nothing else is polled per wake-up.
+            let item = match drain.next_or_close().await {
+                Next::Send(item) => item,
+                Next::Close(reason) => break reason,
+                Next::End => {
+                    // The connection is gone: what it queued last (the answer to a close) goes
+                    // out.
+                    let _ = tokio::time::timeout(grace, frames.flush()).await;
+                    return;
+                }
             };
             if let Some(last) = last.filter(|last| last.elapsed() < linger)
                 && !drain.is_urgent()
@@ -373,10 +376,12 @@ async fn write(mut frames: FrameWriter, mut drain: Drain, grace: Duration, linge
             // A client that does not read blocks the write; a close must still get through.
             // While it blocks, an event that overflows the queue closes it (4008): it has not
             // read what the kernel holds for it.
+            // The write first: most complete at once, and the close is then polled only while
+            // one waits.
             let sent = tokio::select! {
                 biased;
-                reason = &mut closed => break reason,
                 sent = frames.flush_noting(|stalled| drain.set_stalled(stalled)) => sent,
+                reason = &mut closed => break reason,
             };
             if sent.is_err() {
                 return;
