@@ -61,9 +61,12 @@ pub fn spawn(
                 }
                 _ = tokio::time::sleep(poll) => {}
             }
+            // What the log holds beyond what was handed out is one burst too.
+            hub.hold_wakes();
             for &stream in &streams {
                 catch_up(&store, &hub, stream).await;
             }
+            hub.release_wakes();
         }
     })
 }
@@ -123,6 +126,8 @@ async fn serve_windows(store: &Store, hub: &Hub) {
 async fn catch_up(store: &Store, hub: &Hub, stream: &'static str) {
     loop {
         let after = hub.delivered(stream);
+        // Nothing held waits for the read.
+        hub.wake_held();
         let batch = store
             .read(move |c| {
                 let upto = after.saturating_add(BATCH);
