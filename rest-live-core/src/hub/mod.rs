@@ -421,6 +421,9 @@ fn send_live(
     }
 }
 
+/// How many subscribers ahead [`send_frames`] asks for a subscriber's state.
+const PREFETCH_AHEAD: usize = 8;
+
 /// Wakes each writer of `wakes`.
 fn wake(wakes: Wakes) {
     for outbox in wakes {
@@ -529,7 +532,15 @@ fn send_frames(deliveries: Vec<(&Subscriber, ChangeAction)>, change: &Change, wa
         HashMap::new();
     // The last frame, its key and the short form of its request id.
     let mut last: Option<(FrameKey<'_>, ShortId, Bytes)> = None;
-    for (sub, base) in deliveries {
+    for (i, &(sub, base)) in deliveries.iter().enumerate() {
+        // Each subscriber's state and queue are allocations of their own, cold among thousands:
+        // ask for them a few subscribers ahead, so that the misses overlap.
+        if let Some((ahead, _)) = deliveries.get(i + PREFETCH_AHEAD) {
+            ahead.prefetch();
+        }
+        if let Some((ahead, _)) = deliveries.get(i + PREFETCH_AHEAD / 2) {
+            ahead.outbox.prefetch_queue();
+        }
         // Both decided once, when the subscriber registered: nothing per delivery.
         let encoder = sub.encoder;
         let (request_id, short) = if sub.names_subscription {
