@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -226,19 +226,23 @@ impl Shared {
     /// Takes the first queued item; taking a frame makes its room available again (it is now the
     /// socket's to send).
     fn pop(&self) -> Option<Outgoing> {
-        let item = {
-            let mut queue = self.queue();
-            let item = queue.pop_front();
-            if queue.is_empty() && queue.capacity() > 4 * KEPT_CAPACITY {
-                queue.shrink_to(KEPT_CAPACITY);
-            }
-            item
-        };
-        if let Some(Outgoing::Frame(frame)) = &item {
-            self.remove(frame.len());
-            self.room.notify_waiters();
+        let mut first = None;
+        self.take_until(|item| {
+            first = Some(item);
+            true
+        });
+        first
+    }
+
+    /// Waits, from a writer's poll, until `ready` gives something: `ready` is tried, the waker
+    /// registered, and `ready` tried again (a push, close or end before the registration woke
+    /// nobody).
+    fn poll_ready<T>(&self, cx: &mut Context<'_>, ready: impl Fn() -> Option<T>) -> Poll<T> {
+        if let Some(next) = ready() {
+            return Poll::Ready(next);
         }
-        item
+        self.ready.register(cx.waker());
+        ready().map_or(Poll::Pending, Poll::Ready)
     }
 }
 
@@ -334,7 +338,7 @@ impl Outbox {
     /// else whether the writer needs a wake ([`Outbox::wake`]) to send it. The hub wakes the
     /// writers of a burst of changes once, after the burst, so that each finds all of it.
     pub fn try_push_event_quietly(&self, frame: Frame) -> Option<bool> {
-        self.try_push_inner(frame, false)
+        self.try_push_quietly(frame)
     }
 
     /// Wakes the writer for what [`Outbox::try_push_event_quietly`] queued.
@@ -421,12 +425,16 @@ impl Outbox {
 
     /// Queues `frame` if it fits (or the queue is empty); false if it does not.
     fn try_push(&self, frame: Frame) -> bool {
-        self.try_push_inner(frame, true).is_some()
+        let queued = self.try_push_quietly(frame);
+        if queued == Some(true) {
+            self.wake();
+        }
+        queued.is_some()
     }
 
-    /// Queues `frame` if it fits (else `None`), waking the writer if `wake`; else whether it
-    /// needs a wake.
-    fn try_push_inner(&self, frame: Frame, wake: bool) -> Option<bool> {
+    /// Queues `frame` if it fits (else `None`), without waking the writer: whether it needs a
+    /// wake.
+    fn try_push_quietly(&self, frame: Frame) -> Option<bool> {
         let len = frame.len();
         let before = self.shared.bytes.fetch_add(len, Ordering::AcqRel);
         let frames = self.shared.frames.fetch_add(1, Ordering::AcqRel);
@@ -437,16 +445,12 @@ impl Outbox {
         } else {
             None
         };
-        let Some(mut needs_wake) = queued else {
+        let Some(needs_wake) = queued else {
             self.shared.remove(len);
             // Whatever waits for room: send what is queued now rather than linger.
             self.shared.hurry();
             return None;
         };
-        if wake && needs_wake {
-            self.shared.ready.wake();
-            needs_wake = false;
-        }
         if before < FULL_BATCH && before + len >= FULL_BATCH {
             self.shared.hurry();
         }
@@ -508,36 +512,15 @@ impl Drain {
             // Queued before it went.
             shared.gone.load(Ordering::Acquire).then(|| shared.pop())
         };
-        std::future::poll_fn(|cx| {
-            if let Some(item) = ready() {
-                return Poll::Ready(item);
-            }
-            shared.ready.register(cx.waker());
-            // A push or the outbox's end before the registration woke nobody: look again.
-            match ready() {
-                Some(item) => Poll::Ready(item),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        std::future::poll_fn(|cx| shared.poll_ready(cx, ready)).await
     }
 
     /// [`Drain::next`], or the close asked for, which comes first (what is still queued is
     /// then the caller's to drop): one wake-up source for a writer, so that its loop polls
     /// nothing else per wake.
     pub async fn next_or_close(&mut self) -> Next {
-        std::future::poll_fn(|cx| {
-            if let Some(next) = self.ready_now() {
-                return Poll::Ready(next);
-            }
-            self.shared.ready.register(cx.waker());
-            // A push, a close or the outbox's end before the registration woke nobody.
-            match self.ready_now() {
-                Some(next) => Poll::Ready(next),
-                None => Poll::Pending,
-            }
-        })
-        .await
+        let this = &*self;
+        std::future::poll_fn(|cx| this.shared.poll_ready(cx, || this.ready_now())).await
     }
 
     fn ready_now(&self) -> Option<Next> {
